@@ -4,6 +4,7 @@
 pub mod breaker;
 pub mod instance;
 pub mod netguard;
+pub mod promtext;
 pub mod scrape;
 pub mod snapshot;
 pub mod window;

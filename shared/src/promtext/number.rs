@@ -1,0 +1,239 @@
+//! Number tokens of the text formats: sample values, timestamps, `le`/`quantile` bounds. A fast
+//! exact path covers the short decimals servers print (`0.0`, `246`, `1.5e3`); everything else
+//! goes to the standard library's correctly rounded parser.
+
+/// Powers of ten that are exact in an `f64` (Clinger's fast path).
+const EXACT_POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Largest integer an `f64` represents exactly.
+const MAX_EXACT_MANTISSA: u64 = 1 << 53;
+
+/// Parses a float as Go's `ParseFloat` and Python's `float` do for these formats: decimal with
+/// optional exponent, `NaN`, `Inf`/`+Inf`/`-Inf`/`Infinity` in any case. No hex, no `_`, no blanks.
+pub(crate) fn parse_f64(tok: &[u8]) -> Option<f64> {
+    if let Some(v) = fast_decimal(tok) {
+        return Some(v);
+    }
+    std::str::from_utf8(tok).ok()?.parse::<f64>().ok()
+}
+
+/// Exact for decimals whose significant digits fit in 2^53 and whose decimal exponent is within
+/// ±22: one correctly rounded multiplication or division. `None` means "ask the slow parser",
+/// never "invalid".
+fn fast_decimal(tok: &[u8]) -> Option<f64> {
+    let (negative, digits) = match tok.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, tok),
+    };
+    let mut mantissa: u64 = 0;
+    let mut significant = 0u32;
+    let mut seen_digit = false;
+    let mut fraction_digits: i32 = 0;
+    let mut i = 0;
+    let mut after_point = false;
+    while let Some(&b) = digits.get(i) {
+        match b {
+            b'0'..=b'9' => {
+                if mantissa != 0 || b != b'0' {
+                    significant += 1;
+                    if significant > 19 {
+                        return None;
+                    }
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                seen_digit = true;
+                if after_point {
+                    fraction_digits += 1;
+                }
+            }
+            b'.' if !after_point => after_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    if !seen_digit {
+        return None;
+    }
+    let mut exponent: i32 = 0;
+    if let Some(b'e' | b'E') = digits.get(i) {
+        i += 1;
+        let exp_negative = match digits.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let start = i;
+        while let Some(&b @ b'0'..=b'9') = digits.get(i) {
+            if i - start >= 4 {
+                return None;
+            }
+            exponent = exponent * 10 + i32::from(b - b'0');
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        if exp_negative {
+            exponent = -exponent;
+        }
+    }
+    if i != digits.len() || mantissa > MAX_EXACT_MANTISSA {
+        return None;
+    }
+    let power = exponent - fraction_digits;
+    let magnitude = mantissa as f64;
+    let value = if mantissa == 0 {
+        0.0
+    } else if power >= 0 {
+        magnitude * EXACT_POW10.get(usize::try_from(power).ok()?)?
+    } else {
+        magnitude / EXACT_POW10.get(usize::try_from(-power).ok()?)?
+    };
+    Some(if negative { -value } else { value })
+}
+
+/// Parses a signed decimal integer (optional `+`/`-`, digits only); `None` on overflow.
+pub(crate) fn parse_i64(tok: &[u8]) -> Option<i64> {
+    let (negative, digits) = match tok.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, tok),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        let digit = i64::from(b - b'0');
+        value = value.checked_mul(10)?;
+        value = if negative {
+            value.checked_sub(digit)?
+        } else {
+            value.checked_add(digit)?
+        };
+    }
+    Some(value)
+}
+
+/// An OpenMetrics timestamp (seconds, integer or float, finite) in milliseconds, saturating at
+/// the ends of `i64`.
+pub(crate) fn seconds_to_ms(tok: &[u8]) -> Option<i64> {
+    if let Some(seconds) = parse_i64(tok) {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let seconds = parse_f64(tok)?;
+    if !seconds.is_finite() {
+        return None;
+    }
+    // `as` saturates; rounding absorbs the binary error of decimal fractions (1.1 s → 1100 ms).
+    Some((seconds * 1000.0).round() as i64)
+}
+
+/// A lenient Prometheus timestamp: integer milliseconds, or a finite float rounded to them.
+pub(crate) fn lenient_ms(tok: &[u8]) -> Option<i64> {
+    if let Some(ms) = parse_i64(tok) {
+        return Some(ms);
+    }
+    let ms = parse_f64(tok)?;
+    ms.is_finite().then(|| ms.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Option<f64> {
+        parse_f64(s.as_bytes())
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_standard_parser() {
+        for s in [
+            "0",
+            "0.0",
+            "1.0",
+            "246.0",
+            "-3e3",
+            "1.5e3",
+            "0.0000000001",
+            "123456789012345678",
+            "9007199254740993",
+            "1e22",
+            "1e-22",
+            "0.1",
+            "08",
+            "1.",
+            ".5",
+            "-0.0",
+            "4711",
+            "0000000000000000000000000000000000000000001.2e-1",
+            "14.040000000000001",
+        ] {
+            let expected: f64 = s.parse().unwrap_or_else(|_| panic!("std rejects {s}"));
+            let got = f(s).unwrap_or_else(|| panic!("rejected {s}"));
+            assert_eq!(got.to_bits(), expected.to_bits(), "{s}");
+        }
+    }
+
+    #[test]
+    fn special_values_and_go_style_exponents_parse() {
+        assert!(f("NaN").is_some_and(f64::is_nan));
+        assert_eq!(f("+Inf"), Some(f64::INFINITY));
+        assert_eq!(f("-Inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(f("1.372014592e+010"), Some(1.372014592e10));
+        assert_eq!(f("7.400757e+06"), Some(7_400_757.0));
+    }
+
+    #[test]
+    fn hex_underscores_blanks_and_words_are_not_numbers() {
+        for s in [
+            "0x1p-3", "0x1", "1_2", " 1", "1 ", "true", "", "-", ".", "1e", "1e+", "1.1.1",
+        ] {
+            assert_eq!(f(s), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn integers_parse_with_sign_and_reject_overflow() {
+        assert_eq!(parse_i64(b"-2"), Some(-2));
+        assert_eq!(parse_i64(b"+5"), Some(5));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_i64(b"2.72"), None);
+        assert_eq!(parse_i64(b"+"), None);
+    }
+
+    #[test]
+    fn openmetrics_seconds_become_milliseconds() {
+        assert_eq!(seconds_to_ms(b"1.1"), Some(1100));
+        assert_eq!(seconds_to_ms(b"1.5e3"), Some(1_500_000));
+        assert_eq!(seconds_to_ms(b"000"), Some(0));
+        assert_eq!(seconds_to_ms(b"-1.1"), Some(-1100));
+        assert_eq!(
+            seconds_to_ms(b"12345678901234567890.1234567890"),
+            Some(i64::MAX)
+        );
+        assert_eq!(seconds_to_ms(b"NaN"), None);
+        assert_eq!(seconds_to_ms(b"Inf"), None);
+    }
+
+    #[test]
+    fn lenient_timestamps_round_fractional_milliseconds() {
+        assert_eq!(lenient_ms(b"1234567890"), Some(1_234_567_890));
+        assert_eq!(lenient_ms(b"2.72"), Some(3));
+        assert_eq!(lenient_ms(b"+Inf"), None);
+    }
+}
