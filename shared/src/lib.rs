@@ -2,6 +2,7 @@
 //! recommendations, the workflow model, and the adapters (DynamoDB, HTTP) behind their ports.
 
 pub mod breaker;
+pub mod engine;
 pub mod instance;
 pub mod netguard;
 pub mod promtext;

@@ -141,12 +141,78 @@ pub enum CanonicalKind {
 }
 
 /// A cumulative histogram: `buckets` are `[upper_bound, cumulative_count]`, sorted by bound, the
-/// last one `+Inf` when the source exported it.
+/// last one `+Inf` when the source exported it. In JSON a non-finite bound is the string `"+Inf"`
+/// (JSON has no infinity; a plain `f64` would be written `null` and not read back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Histogram {
     pub count: f64,
     pub sum: f64,
+    #[serde(with = "bucket_bounds")]
     pub buckets: Vec<(f64, f64)>,
+}
+
+/// Serde for `[bound, count]` pairs whose bound may be `±Inf`/`NaN`, spelled as in Prometheus text.
+mod bucket_bounds {
+    use serde::de::{self, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt;
+
+    struct Bound(f64);
+
+    impl Serialize for Bound {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0 {
+                v if v.is_finite() => s.serialize_f64(v),
+                v if v.is_nan() => s.serialize_str("NaN"),
+                v if v > 0.0 => s.serialize_str("+Inf"),
+                _ => s.serialize_str("-Inf"),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Bound {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct BoundVisitor;
+            impl Visitor<'_> for BoundVisitor {
+                type Value = Bound;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a number or one of \"+Inf\", \"-Inf\", \"NaN\"")
+                }
+                fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bound, E> {
+                    Ok(Bound(v))
+                }
+                fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bound, E> {
+                    Ok(Bound(v as f64))
+                }
+                fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bound, E> {
+                    Ok(Bound(v as f64))
+                }
+                fn visit_str<E: de::Error>(self, v: &str) -> Result<Bound, E> {
+                    match v {
+                        "+Inf" | "Inf" => Ok(Bound(f64::INFINITY)),
+                        "-Inf" => Ok(Bound(f64::NEG_INFINITY)),
+                        "NaN" => Ok(Bound(f64::NAN)),
+                        other => Err(E::invalid_value(de::Unexpected::Str(other), &self)),
+                    }
+                }
+            }
+            d.deserialize_any(BoundVisitor)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(buckets: &[(f64, f64)], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(buckets.len()))?;
+        for &(le, count) in buckets {
+            seq.serialize_element(&(Bound(le), count))?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(f64, f64)>, D::Error> {
+        let pairs = Vec::<(Bound, f64)>::deserialize(d)?;
+        Ok(pairs.into_iter().map(|(le, count)| (le.0, count)).collect())
+    }
 }
 
 /// A canonical value: a number (gauge or counter) or a histogram.
@@ -202,4 +268,25 @@ pub struct Snapshot {
     /// How derived quantities were obtained (e.g. TGI's TTFT approximation), one sentence each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_with_an_inf_bucket_survives_a_json_round_trip() {
+        let h = MetricValue::Histogram(Histogram {
+            count: 3.0,
+            sum: 1.5,
+            buckets: vec![(0.5, 1.0), (f64::INFINITY, 3.0)],
+        });
+        let json = serde_json::to_string(&h).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"count":3.0,"sum":1.5,"buckets":[[0.5,1.0],["+Inf",3.0]]}"#
+        );
+        let back: MetricValue = serde_json::from_str(&json).unwrap_or(MetricValue::Number(0.0));
+        assert_eq!(back, h);
+    }
 }

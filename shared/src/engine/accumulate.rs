@@ -1,0 +1,424 @@
+//! Per-model accumulators that fold the samples of many series (engines, ranks, replicas, label
+//! variants) into one canonical value each, keeping only the best-ranked source of a quantity.
+
+use crate::snapshot::{Canonical, Histogram, MetricValue, ModelMetrics};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Where a recognized sample goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Target {
+    Gauge(Canonical),
+    Counter(Canonical),
+    Histogram(Canonical),
+    /// The `_sum` of a histogram or summary read as a counter (e.g. TGI's token totals).
+    CounterFromSum(Canonical),
+    /// vLLM `request_success_total{finished_reason}`: a failure when the reason is `abort`.
+    VllmFinished,
+    /// An input of a derivation, not a canonical quantity by itself.
+    Aux(AuxKind),
+}
+
+/// Inputs of derivations done when a model is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AuxKind {
+    /// TGI `tgi_request_validation_duration` (count and sum), a term of the TTFT estimate.
+    TgiValidation,
+    /// TGI `tgi_batch_inference_duration{method="prefill"}` (count and sum), a term of the TTFT
+    /// estimate.
+    TgiPrefill,
+    /// SGLang `num_requests_total`: every finished request, aborted ones included.
+    SglangFinished,
+}
+
+impl AuxKind {
+    const COUNT: usize = 3;
+
+    fn index(self) -> usize {
+        match self {
+            AuxKind::TgiValidation => 0,
+            AuxKind::TgiPrefill => 1,
+            AuxKind::SglangFinished => 2,
+        }
+    }
+}
+
+/// A recognized metric: what it feeds and how good a source it is (0 = the current name; a higher
+/// number is an older or derived name used only when no better one is present for the model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Source {
+    pub target: Target,
+    pub prio: u8,
+}
+
+/// How SGLang's duplicated per-rank gauges are deduplicated: one value per `group` (the DP rank),
+/// the one with the lowest `rank` order (PP, TP, MoE-EP rank, pid).
+pub(super) type RankOrder = [u64; 4];
+
+#[derive(Debug)]
+struct GaugeEntry<'a> {
+    group: Option<Cow<'a, str>>,
+    rank: RankOrder,
+    value: f64,
+}
+
+/// The series of one gauge: summed (requests) or averaged (ratios) when finished.
+#[derive(Debug, Default)]
+pub(super) struct GaugeAcc<'a> {
+    entries: Vec<GaugeEntry<'a>>,
+}
+
+impl<'a> GaugeAcc<'a> {
+    /// Adds one series. With a group, a series of a group already seen replaces the kept one only
+    /// if its rank order is lower, so the result does not depend on the order of the lines.
+    pub fn add(&mut self, group: Option<(Cow<'a, str>, RankOrder)>, value: f64) {
+        match group {
+            None => self.entries.push(GaugeEntry {
+                group: None,
+                rank: [0; 4],
+                value,
+            }),
+            Some((key, rank)) => {
+                let existing = self
+                    .entries
+                    .iter_mut()
+                    .find(|e| e.group.as_deref() == Some(&*key));
+                match existing {
+                    Some(e) if rank < e.rank => {
+                        e.rank = rank;
+                        e.value = value;
+                    }
+                    Some(_) => {}
+                    None => self.entries.push(GaugeEntry {
+                        group: Some(key),
+                        rank,
+                        value,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// How many series (engines, replicas, DP ranks) were kept.
+    pub fn series(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn sum(&self) -> f64 {
+        self.entries.iter().map(|e| e.value).sum()
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (!self.entries.is_empty()).then(|| self.sum() / self.entries.len() as f64)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BucketAcc {
+    le: f64,
+    cumulative: f64,
+    /// How many series had this bound: only bounds every series has survive the merge.
+    series: u32,
+}
+
+/// Bucket bounds printed by different code paths differ in the last digits
+/// (`0.07500000000000001` vs `0.075`); closer than this relative distance they are one bound.
+const BOUND_RELATIVE_TOLERANCE: f64 = 1e-9;
+
+fn same_bound(a: f64, b: f64) -> bool {
+    // `+Inf` is only ever itself (the relative distance to it is meaningless).
+    a == b
+        || (a.is_finite()
+            && b.is_finite()
+            && (a - b).abs() <= BOUND_RELATIVE_TOLERANCE * a.abs().max(b.abs()))
+}
+
+/// The merge of every series of one histogram: counts and sums added, buckets aligned on their
+/// (approximately equal) upper bounds.
+#[derive(Debug, Default, Clone)]
+pub(super) struct HistAcc {
+    pub count: f64,
+    pub sum: f64,
+    buckets: Vec<BucketAcc>,
+    /// Where the previous bucket went: series list their bounds in the same order, so the next
+    /// bound is almost always the next slot.
+    cursor: usize,
+}
+
+impl HistAcc {
+    /// A histogram known only by its count and sum (a summary, or an estimate).
+    pub fn count_sum(count: f64, sum: f64) -> Self {
+        HistAcc {
+            count,
+            sum,
+            ..HistAcc::default()
+        }
+    }
+
+    pub fn add_bucket(&mut self, le: f64, cumulative: f64) {
+        let next = self.cursor + 1;
+        let hit = [self.cursor, next]
+            .into_iter()
+            .find(|&i| self.buckets.get(i).is_some_and(|b| same_bound(b.le, le)))
+            .or_else(|| self.buckets.iter().position(|b| same_bound(b.le, le)));
+        match hit.and_then(|i| self.buckets.get_mut(i).map(|b| (i, b))) {
+            Some((i, b)) => {
+                b.cumulative += cumulative;
+                b.series += 1;
+                self.cursor = i;
+            }
+            None => {
+                self.buckets.push(BucketAcc {
+                    le,
+                    cumulative,
+                    series: 1,
+                });
+                self.cursor = self.buckets.len() - 1;
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Histogram {
+        let full = self.buckets.iter().map(|b| b.series).max().unwrap_or(0);
+        self.buckets.retain(|b| b.series == full);
+        self.buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
+        Histogram {
+            count: self.count,
+            sum: self.sum,
+            buckets: self.buckets.iter().map(|b| (b.le, b.cumulative)).collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Value<'a> {
+    Counter(f64),
+    Gauge(GaugeAcc<'a>),
+    Histogram(HistAcc),
+}
+
+#[derive(Debug)]
+struct Slot<'a> {
+    prio: u8,
+    value: Value<'a>,
+}
+
+/// Everything gathered for one model.
+#[derive(Debug)]
+pub(super) struct ModelAcc<'a> {
+    pub model: Cow<'a, str>,
+    slots: [Option<Slot<'a>>; Canonical::ALL.len()],
+    aux: [Option<HistAcc>; AuxKind::COUNT],
+}
+
+impl<'a> ModelAcc<'a> {
+    fn new(model: Cow<'a, str>) -> Self {
+        ModelAcc {
+            model,
+            slots: Default::default(),
+            aux: Default::default(),
+        }
+    }
+
+    /// The slot of `name` if a source of priority `prio` may write it: an empty slot or one held
+    /// by a worse source is (re)started, one held by a better source refuses.
+    fn claim(&mut self, name: Canonical, prio: u8, fresh: Value<'a>) -> Option<&mut Value<'a>> {
+        let slot = self.slots.get_mut(name as usize)?;
+        match slot {
+            Some(s) if s.prio < prio => return None,
+            Some(s) if s.prio == prio => {}
+            _ => *slot = Some(Slot { prio, value: fresh }),
+        }
+        slot.as_mut().map(|s| &mut s.value)
+    }
+
+    pub fn counter(&mut self, name: Canonical, prio: u8) -> Option<&mut f64> {
+        match self.claim(name, prio, Value::Counter(0.0))? {
+            Value::Counter(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn gauge(&mut self, name: Canonical, prio: u8) -> Option<&mut GaugeAcc<'a>> {
+        match self.claim(name, prio, Value::Gauge(GaugeAcc::default()))? {
+            Value::Gauge(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    pub fn histogram(&mut self, name: Canonical, prio: u8) -> Option<&mut HistAcc> {
+        match self.claim(name, prio, Value::Histogram(HistAcc::default()))? {
+            Value::Histogram(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn aux(&mut self, kind: AuxKind) -> Option<&mut HistAcc> {
+        let slot = self.aux.get_mut(kind.index())?;
+        Some(slot.get_or_insert_with(HistAcc::default))
+    }
+
+    pub fn aux_value(&self, kind: AuxKind) -> Option<&HistAcc> {
+        self.aux.get(kind.index())?.as_ref()
+    }
+
+    /// The priority of the source that holds `name`, if any.
+    pub fn priority(&self, name: Canonical) -> Option<u8> {
+        Some(self.slots.get(name as usize)?.as_ref()?.prio)
+    }
+
+    pub fn has(&self, name: Canonical) -> bool {
+        self.slots.get(name as usize).is_some_and(Option::is_some)
+    }
+
+    /// The current value of a counter quantity, if present.
+    pub fn counter_value(&self, name: Canonical) -> Option<f64> {
+        match &self.slots.get(name as usize)?.as_ref()?.value {
+            Value::Counter(v) => Some(*v),
+            _ => None,
+        }
+    }
+
+    pub fn histogram_value(&self, name: Canonical) -> Option<&HistAcc> {
+        match &self.slots.get(name as usize)?.as_ref()?.value {
+            Value::Histogram(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn gauge_value(&self, name: Canonical) -> Option<&GaugeAcc<'a>> {
+        match &self.slots.get(name as usize)?.as_ref()?.value {
+            Value::Gauge(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Sets a derived quantity, replacing whatever was there.
+    pub fn set_counter(&mut self, name: Canonical, value: f64) {
+        if let Some(slot) = self.slots.get_mut(name as usize) {
+            *slot = Some(Slot {
+                prio: 0,
+                value: Value::Counter(value),
+            });
+        }
+    }
+
+    pub fn set_histogram(&mut self, name: Canonical, value: HistAcc) {
+        if let Some(slot) = self.slots.get_mut(name as usize) {
+            *slot = Some(Slot {
+                prio: 0,
+                value: Value::Histogram(value),
+            });
+        }
+    }
+
+    /// The canonical metrics: ratios averaged over series, other gauges summed.
+    pub fn finish(self) -> ModelMetrics {
+        let mut metrics = BTreeMap::new();
+        for (name, slot) in Canonical::ALL.into_iter().zip(self.slots) {
+            let Some(slot) = slot else { continue };
+            let value = match slot.value {
+                Value::Counter(v) => MetricValue::Number(v),
+                Value::Gauge(g) if name == Canonical::KvCacheUsageRatio => match g.mean() {
+                    Some(v) => MetricValue::Number(v),
+                    None => continue,
+                },
+                Value::Gauge(g) => MetricValue::Number(g.sum()),
+                Value::Histogram(h) => MetricValue::Histogram(h.finish()),
+            };
+            metrics.insert(name, value);
+        }
+        ModelMetrics {
+            model: self.model.into_owned(),
+            metrics,
+        }
+    }
+}
+
+/// The models of one exposition, in order of first appearance (a server has one or a few).
+#[derive(Debug, Default)]
+pub(super) struct Models<'a> {
+    list: Vec<ModelAcc<'a>>,
+}
+
+impl<'a> Models<'a> {
+    pub fn get(&mut self, model: Cow<'a, str>) -> &mut ModelAcc<'a> {
+        let index = match self.list.iter().position(|m| m.model == model) {
+            Some(i) => i,
+            None => {
+                self.list.push(ModelAcc::new(model));
+                self.list.len() - 1
+            }
+        };
+        // `index` is in bounds: found above or just pushed.
+        &mut self.list[index]
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut ModelAcc<'a>> {
+        self.list.iter_mut()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ModelAcc<'a>> {
+        self.list.iter()
+    }
+
+    pub fn into_vec(self) -> Vec<ModelAcc<'a>> {
+        self.list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_with_float_noise_bounds_merge_into_one() {
+        let mut h = HistAcc::default();
+        for (le, c) in [(0.05, 1.0), (0.075, 2.0), (f64::INFINITY, 3.0)] {
+            h.add_bucket(le, c);
+        }
+        for (le, c) in [
+            (0.05, 1.0),
+            (0.07500000000000001, 4.0),
+            (f64::INFINITY, 5.0),
+        ] {
+            h.add_bucket(le, c);
+        }
+        let h = h.finish();
+        assert_eq!(
+            h.buckets,
+            vec![(0.05, 2.0), (0.075, 6.0), (f64::INFINITY, 8.0)]
+        );
+    }
+
+    #[test]
+    fn a_bound_missing_from_one_series_is_dropped_so_counts_stay_cumulative() {
+        let mut h = HistAcc::default();
+        for (le, c) in [(1.0, 1.0), (2.0, 2.0), (f64::INFINITY, 3.0)] {
+            h.add_bucket(le, c);
+        }
+        for (le, c) in [(1.0, 1.0), (3.0, 2.0), (f64::INFINITY, 2.0)] {
+            h.add_bucket(le, c);
+        }
+        assert_eq!(h.finish().buckets, vec![(1.0, 2.0), (f64::INFINITY, 5.0)]);
+    }
+
+    #[test]
+    fn a_better_source_replaces_a_worse_one_whatever_the_order() {
+        let mut m = ModelAcc::new(Cow::Borrowed("m"));
+        *m.counter(Canonical::PrefixCacheHitsTotal, 1).unwrap() += 5.0;
+        *m.counter(Canonical::PrefixCacheHitsTotal, 0).unwrap() += 7.0;
+        assert!(m.counter(Canonical::PrefixCacheHitsTotal, 1).is_none());
+        assert_eq!(m.counter_value(Canonical::PrefixCacheHitsTotal), Some(7.0));
+    }
+
+    #[test]
+    fn a_grouped_gauge_keeps_the_lowest_rank_of_each_group() {
+        let mut g = GaugeAcc::default();
+        g.add(Some((Cow::Borrowed("0"), [0, 1, 0, 0])), 10.0);
+        g.add(Some((Cow::Borrowed("0"), [0, 0, 0, 0])), 11.0);
+        g.add(Some((Cow::Borrowed("1"), [0, 2, 0, 0])), 5.0);
+        assert_eq!(g.series(), 2);
+        assert_eq!(g.sum(), 16.0);
+    }
+}
