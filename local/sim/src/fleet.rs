@@ -296,11 +296,13 @@ impl Instance {
         if !matches!(self.generation, Generation::VllmV1 | Generation::Vllm010) {
             return;
         }
-        let base = self.render_with_padding(epoch_unix, fleet_now, 0).len();
+        // The first adapter also brings the padding families' headers; the second shows what
+        // one more adapter costs.
         let one = self.render_with_padding(epoch_unix, fleet_now, 1).len();
-        let per_adapter = one.saturating_sub(base).max(1);
+        let two = self.render_with_padding(epoch_unix, fleet_now, 2).len();
+        let per_adapter = two.saturating_sub(one).max(1);
         let target = target_kb as usize * 1024;
-        let needed = target.saturating_sub(base).div_ceil(per_adapter);
+        let needed = 1 + target.saturating_sub(one).div_ceil(per_adapter);
         self.pad_adapters = u32::try_from(needed).unwrap_or(u32::MAX).min(10_000);
     }
 

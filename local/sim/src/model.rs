@@ -707,8 +707,9 @@ impl EngineCore {
         self.stats.counters.prefill_iterations += nm;
         self.stats.counters.decode_iterations += nd;
         self.stats.counters.busy_seconds += if b1 > 0.0 { h } else { busy };
+        // Whole tokens per iteration, as the engine schedules them.
         let mixed_tokens = if nm > 0 {
-            (prefill_done / nm as f64) + if chunked { b0 } else { 0.0 }
+            (prefill_done / nm as f64).round() + if chunked { b0 } else { 0.0 }
         } else {
             0.0
         };
