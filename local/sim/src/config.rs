@@ -264,7 +264,10 @@ impl EngineConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
         if !(1..=4096).contains(&self.max_num_seqs) {
-            problems.push(format!("max_num_seqs must be 1..=4096, got {}", self.max_num_seqs));
+            problems.push(format!(
+                "max_num_seqs must be 1..=4096, got {}",
+                self.max_num_seqs
+            ));
         }
         if !(16..=1_048_576).contains(&self.max_num_batched_tokens) {
             problems.push(format!(
@@ -416,7 +419,7 @@ impl Workload {
         if !(0.0..=1.0).contains(&self.prefix_share) {
             problems.push("workload.prefix_share must be in [0, 1]".to_string());
         }
-        if !(self.client_timeout_s > 0.0) {
+        if self.client_timeout_s.is_nan() || self.client_timeout_s <= 0.0 {
             problems.push("workload.client_timeout_s must be positive".to_string());
         }
         if !(0.0..=1.0).contains(&self.diurnal_amplitude) {

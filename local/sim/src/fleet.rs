@@ -90,7 +90,9 @@ impl Fault {
         let f: Fault = serde_json::from_slice(body)
             .map_err(|e| ConfigError::Invalid(format!("fault: {e}")))?;
         if !(f.slow_seconds >= 0.0 && f.slow_seconds <= 3600.0) {
-            return Err(ConfigError::Invalid("slow_seconds must be in [0, 3600]".into()));
+            return Err(ConfigError::Invalid(
+                "slow_seconds must be in [0, 3600]".into(),
+            ));
         }
         if !(1..=2048).contains(&f.huge_mb) {
             return Err(ConfigError::Invalid("huge_mb must be 1..=2048".into()));
@@ -108,9 +110,16 @@ pub enum ScrapeOutcome {
     Metrics(String),
     /// The server is not up (fault `down`, a flap's bad phase, or a config it cannot start with).
     Unavailable(String),
-    Slow { seconds: f64, body: String },
-    Garbage { seed: u64 },
-    Huge { bytes: u64 },
+    Slow {
+        seconds: f64,
+        body: String,
+    },
+    Garbage {
+        seed: u64,
+    },
+    Huge {
+        bytes: u64,
+    },
 }
 
 /// A simulated server.
@@ -130,6 +139,8 @@ pub struct Instance {
     pub pressure: Pressure,
     pub fault: Option<Fault>,
     pub scrapes: u64,
+    /// Scrapes since the current fault was set (a flap's phase counts from there).
+    fault_scrapes: u64,
     pub restarts: u32,
     /// Fleet time at which this server (re)started.
     started_at: f64,
@@ -185,6 +196,7 @@ impl Instance {
             pressure: Pressure::default(),
             fault: None,
             scrapes: 0,
+            fault_scrapes: 0,
             restarts: 0,
             started_at: now,
             pad_adapters: 0,
@@ -240,7 +252,14 @@ impl Instance {
         }
         let rate = self.effective_rate(fleet_now) / self.cores.len().max(1) as f64;
         for core in &mut self.cores {
-            core.step(h, rate, &self.workload, self.pressure, &self.config, &self.derived);
+            core.step(
+                h,
+                rate,
+                &self.workload,
+                self.pressure,
+                &self.config,
+                &self.derived,
+            );
         }
     }
 
@@ -309,6 +328,7 @@ impl Instance {
     /// What a scrape returns; counts the scrape.
     pub fn scrape(&mut self, epoch_unix: f64, fleet_now: f64) -> ScrapeOutcome {
         self.scrapes += 1;
+        self.fault_scrapes += 1;
         if let Some(err) = self.startup_error() {
             return ScrapeOutcome::Unavailable(format!("server is not running: {err}"));
         }
@@ -328,7 +348,7 @@ impl Instance {
             },
             Some((FaultKind::Flap, f)) => {
                 // Scrapes 1..=N good, N+1..=2N bad, and so on.
-                let phase = (self.scrapes - 1) / u64::from(f.flap_every);
+                let phase = (self.fault_scrapes - 1) / u64::from(f.flap_every);
                 if phase % 2 == 0 {
                     ScrapeOutcome::Metrics(self.render(epoch_unix, fleet_now))
                 } else {
@@ -665,6 +685,7 @@ impl Fleet {
     pub fn set_fault(&mut self, id: &str, fault: Fault) -> Result<(), FleetError> {
         let inst = self.get_mut(id)?;
         inst.fault = fault.fault.map(|_| fault);
+        inst.fault_scrapes = 0;
         Ok(())
     }
 

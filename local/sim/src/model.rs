@@ -147,7 +147,10 @@ pub struct Stats {
 impl Stats {
     /// `bounds(obs)` gives the buckets of each histogram the generation exposes.
     pub fn new(bounds: impl Fn(Obs) -> Option<Vec<f64>>) -> Stats {
-        let hists = ALL_OBS.iter().map(|o| bounds(*o).map(Histogram::new)).collect();
+        let hists = ALL_OBS
+            .iter()
+            .map(|o| bounds(*o).map(Histogram::new))
+            .collect();
         Stats {
             counters: Counters::default(),
             gauges: Gauges::default(),
@@ -200,7 +203,12 @@ pub struct Recent {
 
 impl Recent {
     fn decay(&mut self, factor: f64) {
-        for (s, n) in [&mut self.ttft, &mut self.itl, &mut self.e2e, &mut self.queue] {
+        for (s, n) in [
+            &mut self.ttft,
+            &mut self.itl,
+            &mut self.e2e,
+            &mut self.queue,
+        ] {
             *s *= factor;
             *n *= factor;
         }
@@ -241,7 +249,11 @@ impl Derived {
             + f64::from(cfg.max_num_batched_tokens) * ACTIVATION_GB_PER_BATCHED_TOKEN
             + f64::from(cfg.max_num_seqs) * GRAPH_GB_PER_SEQ_SLOT;
         let pool_gb = hw.gpu_memory_gb * cfg.gpu_memory_utilization - weights_gb - overhead_gb;
-        let kv_dtype_factor = if cfg.kv_cache_dtype.is_fp8() { 0.5 } else { 1.0 };
+        let kv_dtype_factor = if cfg.kv_cache_dtype.is_fp8() {
+            0.5
+        } else {
+            1.0
+        };
         let kv_bytes_per_token = hw.kv_kib_per_token * 1024.0 * kv_dtype_factor;
         let kv_tokens = (pool_gb.max(0.0) * 1e9 * tp / kv_bytes_per_token).floor();
         let block_size = cfg.block_size.max(1);
@@ -463,7 +475,10 @@ impl EngineCore {
         let t1 = t0 + h;
         self.arrive(t0, h, rate, wl, pressure, cfg);
         self.abandon(t0, wl);
-        let hits_before = (self.stats.counters.prefix_queries, self.stats.counters.prefix_hits);
+        let hits_before = (
+            self.stats.counters.prefix_queries,
+            self.stats.counters.prefix_hits,
+        );
         self.admit(t0, cfg, d, wl);
         let tokens_before = (
             self.stats.counters.generation_tokens,
@@ -717,7 +732,8 @@ impl EngineCore {
         self.stats.observe(Obs::IterationTokens, b1, nd);
         self.stats.observe(Obs::BatchPrefill, mixed_iter_s, nm);
         self.stats.observe(Obs::BatchDecode, decode_iter_s, nd);
-        self.stats.observe(Obs::BatchSize, if chunked { b0 + 1.0 } else { 1.0 }, nm);
+        self.stats
+            .observe(Obs::BatchSize, if chunked { b0 + 1.0 } else { 1.0 }, nm);
         self.stats.observe(Obs::BatchSize, b1, nd);
 
         // First tokens.
@@ -819,7 +835,11 @@ impl EngineCore {
         s.observe(Obs::ParamsN, 1.0, 1);
         s.observe(Obs::RequestPreemptions, f64::from(r.preemptions), 1);
         s.observe(Obs::Validation, r.validation_s, 1);
-        s.observe(Obs::MeanTimePerToken, (done - admitted) / gen.max(1) as f64, 1);
+        s.observe(
+            Obs::MeanTimePerToken,
+            (done - admitted) / gen.max(1) as f64,
+            1,
+        );
         s.observe(Obs::FuncLatency, r.validation_s * 2.0, 1);
         self.recent.ttft.0 += ttft;
         self.recent.ttft.1 += 1.0;

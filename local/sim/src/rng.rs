@@ -25,7 +25,7 @@ pub fn stream(seed: u64, id: &str, core: u32) -> StdRng {
 /// Poisson-distributed count with mean `lambda`: Knuth's product method for small means, a
 /// rounded normal approximation above 30 (where it is accurate to well under a percent).
 pub fn poisson(rng: &mut StdRng, lambda: f64) -> u64 {
-    if !(lambda > 0.0) {
+    if lambda.is_nan() || lambda <= 0.0 {
         return 0;
     }
     if lambda < 30.0 {
@@ -72,7 +72,10 @@ mod tests {
             let n = 20_000;
             let total: u64 = (0..n).map(|_| poisson(&mut rng, lambda)).sum();
             let mean = total as f64 / n as f64;
-            assert!((mean - lambda).abs() < lambda * 0.05 + 0.02, "{lambda}: {mean}");
+            assert!(
+                (mean - lambda).abs() < lambda * 0.05 + 0.02,
+                "{lambda}: {mean}"
+            );
         }
     }
 

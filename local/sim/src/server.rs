@@ -52,7 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/health", get(health))
         .route("/admin/instances", get(list).post(add))
         .route("/admin/instances/{id}", get(one).delete(remove))
-        .route("/admin/instances/{id}/config", get(get_config).put(put_config))
+        .route(
+            "/admin/instances/{id}/config",
+            get(get_config).put(put_config),
+        )
         .route("/admin/instances/{id}/fault", put(put_fault))
         .route("/admin/scenario", post(scenario))
         .route("/admin/advance", post(advance))
@@ -269,8 +272,8 @@ struct AdvanceBody {
 }
 
 async fn advance(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let b: AdvanceBody = serde_json::from_slice(&body)
-        .map_err(|e| ConfigError::Invalid(format!("advance: {e}")))?;
+    let b: AdvanceBody =
+        serde_json::from_slice(&body).map_err(|e| ConfigError::Invalid(format!("advance: {e}")))?;
     if !(b.seconds >= 0.0 && b.seconds <= 86_400.0) {
         return Err(ConfigError::Invalid("seconds must be in [0, 86400]".into()).into());
     }

@@ -19,7 +19,10 @@ fn every_generation_parses_leniently_and_strictly() {
         let text = rendered(engine, generation, 30.0);
         let lenient = parse(text.as_bytes(), Mode::Lenient)
             .unwrap_or_else(|e| panic!("{engine} {generation}: {e}"));
-        assert!(lenient.sample_count() > 50, "{engine} {generation}: too few samples");
+        assert!(
+            lenient.sample_count() > 50,
+            "{engine} {generation}: too few samples"
+        );
         parse(text.as_bytes(), Mode::Strict(Format::Prometheus))
             .unwrap_or_else(|e| panic!("{engine} {generation} strict: {e}"));
     }
@@ -46,9 +49,14 @@ fn vllm_v1_has_current_names_engine_labels_and_created_companions() {
     assert!(text.contains(
         "vllm:time_to_first_token_seconds_bucket{engine=\"0\",le=\"0.001\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"}"
     ));
-    assert!(text.contains("le=\"2560.0\""), "V1 TTFT buckets reach 2560 s");
+    assert!(
+        text.contains("le=\"2560.0\""),
+        "V1 TTFT buckets reach 2560 s"
+    );
     let expo = parse(text.as_bytes(), Mode::Lenient).expect("parses");
-    let created = expo.family("vllm:prompt_tokens_created").expect("created family");
+    let created = expo
+        .family("vllm:prompt_tokens_created")
+        .expect("created family");
     assert_eq!(created.kind, MetricType::Gauge);
     for reason in ["stop", "length", "abort"] {
         assert!(text.contains(&format!("finished_reason=\"{reason}\"")));
@@ -169,7 +177,10 @@ fn sglang_current_labels_ranks_and_writes_sum_before_buckets() {
         .lines()
         .find(|l| l.starts_with("sglang:prompt_tokens_total{"))
         .expect("prompt tokens");
-    assert!(prompt_line.contains("e+06"), "Go-style exponent: {prompt_line}");
+    assert!(
+        prompt_line.contains("e+06"),
+        "Go-style exponent: {prompt_line}"
+    );
     let hit_rate = sum_of(&text, "sglang:cache_hit_rate", &[("tp_rank", "0")]);
     assert!((0.0..=1.0).contains(&hit_rate), "fraction: {hit_rate}");
 }

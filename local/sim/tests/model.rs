@@ -28,7 +28,11 @@ fn monotonic_values(text: &str) -> HashMap<String, f64> {
 /// Within one scrape: buckets non-decreasing in `le`, `+Inf` equal to `_count`.
 fn assert_cumulative(text: &str, context: &str) {
     let expo = parse(text.as_bytes(), Mode::Lenient).expect("parses");
-    for fam in expo.families.iter().filter(|f| f.kind == MetricType::Histogram) {
+    for fam in expo
+        .families
+        .iter()
+        .filter(|f| f.kind == MetricType::Histogram)
+    {
         // Group the buckets of each series by their labels without `le`.
         let mut series: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
         let mut counts: HashMap<String, f64> = HashMap::new();
@@ -55,11 +59,20 @@ fn assert_cumulative(text: &str, context: &str) {
         for (key, mut buckets) in series {
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             for w in buckets.windows(2) {
-                assert!(w[0].1 <= w[1].1, "{context} {}{{{key}}}: not cumulative", fam.name);
+                assert!(
+                    w[0].1 <= w[1].1,
+                    "{context} {}{{{key}}}: not cumulative",
+                    fam.name
+                );
             }
             let inf = buckets.last().expect("has buckets");
             assert_eq!(inf.0, f64::INFINITY, "{context} {}: no +Inf", fam.name);
-            assert_eq!(Some(&inf.1), counts.get(&key), "{context} {}: +Inf != count", fam.name);
+            assert_eq!(
+                Some(&inf.1),
+                counts.get(&key),
+                "{context} {}: +Inf != count",
+                fam.name
+            );
         }
     }
 }
@@ -80,13 +93,19 @@ fn counters_never_decrease_and_histograms_stay_cumulative_across_ticks() {
             let now = monotonic_values(&text);
             for (key, before) in &previous {
                 if let Some(after) = now.get(key) {
-                    assert!(after >= before, "{engine} {generation} tick {tick}: {key} went {before} -> {after}");
+                    assert!(
+                        after >= before,
+                        "{engine} {generation} tick {tick}: {key} went {before} -> {after}"
+                    );
                 }
             }
             previous = now;
         }
         let view = fleet.view("i1").expect("exists");
-        assert!(view.state.requests_finished_total > 100, "{engine} {generation} served");
+        assert!(
+            view.state.requests_finished_total > 100,
+            "{engine} {generation} served"
+        );
     }
 }
 
@@ -121,11 +140,17 @@ fn a_load_spike_raises_waiting_requests_and_ttft() {
         let waiting = waiting_gauge(engine);
         let w_base = sum_of(&after_base, waiting, &[]);
         let w_spiked = sum_of(&after_spiked, waiting, &[]);
-        assert!(w_spiked > w_base + 10.0, "{engine}: waiting {w_base} -> {w_spiked}");
+        assert!(
+            w_spiked > w_base + 10.0,
+            "{engine}: waiting {w_base} -> {w_spiked}"
+        );
         let family = ttft_family(engine);
         let t_base = window_mean(&before_base, &after_base, family);
         let t_spiked = window_mean(&before_spiked, &after_spiked, family);
-        assert!(t_spiked > 3.0 * t_base, "{engine}: {family} {t_base} -> {t_spiked}");
+        assert!(
+            t_spiked > 3.0 * t_base,
+            "{engine}: {family} {t_base} -> {t_spiked}"
+        );
     }
 }
 
@@ -164,7 +189,10 @@ fn a_bad_config_makes_latency_worse() {
         };
         let base_e2e = window_mean(&before_base, &after_base, e2e);
         let bad_e2e = window_mean(&before_bad, &after_bad, e2e);
-        assert!(bad_e2e > 1.5 * base_e2e, "{engine}: e2e {base_e2e} -> {bad_e2e}");
+        assert!(
+            bad_e2e > 1.5 * base_e2e,
+            "{engine}: e2e {base_e2e} -> {bad_e2e}"
+        );
     }
 }
 
@@ -179,8 +207,16 @@ fn a_too_small_token_budget_slows_the_first_token() {
     let (mut ok, mut tight) = (make(8192), make(64));
     ok.advance(60.0);
     tight.advance(60.0);
-    let t_ok = window_mean("", &ok.render("i1").expect("exists"), "vllm:time_to_first_token_seconds");
-    let t_tight = window_mean("", &tight.render("i1").expect("exists"), "vllm:time_to_first_token_seconds");
+    let t_ok = window_mean(
+        "",
+        &ok.render("i1").expect("exists"),
+        "vllm:time_to_first_token_seconds",
+    );
+    let t_tight = window_mean(
+        "",
+        &tight.render("i1").expect("exists"),
+        "vllm:time_to_first_token_seconds",
+    );
     assert!(t_tight > 2.0 * t_ok, "ttft {t_ok} -> {t_tight}");
 }
 
@@ -223,8 +259,16 @@ fn fp8_decodes_faster_than_16_bit_weights() {
         f.advance(60.0);
         f.render("i1").expect("exists")
     };
-    let full = window_mean("", &make(Quantization::None), "vllm:inter_token_latency_seconds");
-    let fp8 = window_mean("", &make(Quantization::Fp8), "vllm:inter_token_latency_seconds");
+    let full = window_mean(
+        "",
+        &make(Quantization::None),
+        "vllm:inter_token_latency_seconds",
+    );
+    let fp8 = window_mean(
+        "",
+        &make(Quantization::Fp8),
+        "vllm:inter_token_latency_seconds",
+    );
     assert!(fp8 < 0.8 * full, "itl {full} -> {fp8}");
 }
 
@@ -233,7 +277,11 @@ fn itl_rises_with_batch_size() {
     let itl_at = |rate: f64| {
         let mut f = fleet_of(vec![spec("i1", EngineKind::Vllm, "v1", rate)], 81);
         f.advance(60.0);
-        window_mean("", &f.render("i1").expect("exists"), "vllm:inter_token_latency_seconds")
+        window_mean(
+            "",
+            &f.render("i1").expect("exists"),
+            "vllm:inter_token_latency_seconds",
+        )
     };
     let light = itl_at(2.0);
     let heavy = itl_at(40.0);
@@ -251,10 +299,16 @@ fn ttft_is_queue_time_plus_prefill_time_and_e2e_adds_decode() {
     // Queue time is recorded at admission and TTFT when the request finishes, so the two means
     // cover slightly different requests: equal within a few percent, not exactly.
     let sum = queue + prefill;
-    assert!((ttft - sum).abs() < 0.1 * sum, "{ttft} vs {queue} + {prefill}");
+    assert!(
+        (ttft - sum).abs() < 0.1 * sum,
+        "{ttft} vs {queue} + {prefill}"
+    );
     let e2e = window_mean("", &text, "vllm:e2e_request_latency_seconds");
     let decode = window_mean("", &text, "vllm:request_decode_time_seconds");
-    assert!((e2e - (ttft + decode)).abs() < 0.01 * e2e, "{e2e} vs {ttft} + {decode}");
+    assert!(
+        (e2e - (ttft + decode)).abs() < 0.01 * e2e,
+        "{e2e} vs {ttft} + {decode}"
+    );
 }
 
 #[test]
@@ -282,10 +336,18 @@ fn a_restart_resets_counters_and_a_hot_apply_keeps_them() {
         ..ConfigPatch::default()
     };
     f.put_config("i1", &patch, false).expect("applies");
-    let kept = sum_of(&f.render("i1").expect("exists"), "vllm:prompt_tokens_total", &[]);
+    let kept = sum_of(
+        &f.render("i1").expect("exists"),
+        "vllm:prompt_tokens_total",
+        &[],
+    );
     assert!(kept > 0.0);
     f.put_config("i1", &patch, true).expect("applies");
-    let reset = sum_of(&f.render("i1").expect("exists"), "vllm:prompt_tokens_total", &[]);
+    let reset = sum_of(
+        &f.render("i1").expect("exists"),
+        "vllm:prompt_tokens_total",
+        &[],
+    );
     assert_eq!(reset, 0.0);
     assert_eq!(f.view("i1").expect("exists").restarts, 1);
 }
@@ -297,7 +359,8 @@ fn a_config_that_cannot_fit_the_model_keeps_the_server_down() {
         gpu_memory_utilization: Some(0.2),
         ..ConfigPatch::default()
     };
-    f.put_config("i1", &patch, true).expect("a valid config, just a bad one");
+    f.put_config("i1", &patch, true)
+        .expect("a valid config, just a bad one");
     match f.scrape("i1").expect("exists") {
         ScrapeOutcome::Unavailable(msg) => assert!(msg.contains("No available memory"), "{msg}"),
         other => panic!("expected the server down, got {other:?}"),

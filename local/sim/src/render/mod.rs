@@ -101,7 +101,9 @@ pub fn bounds(generation: Generation, obs: Obs, cfg: &EngineConfig) -> Option<Ve
             let duration = || geometric(0.0001 * 1.5, 1.5, 35);
             let max_input = f64::from(cfg.max_model_len.saturating_sub(1));
             let linear = |max: f64| -> Vec<f64> {
-                (0..100u32).map(|x| (max / 100.0) * f64::from(x + 1)).collect()
+                (0..100u32)
+                    .map(|x| (max / 100.0) * f64::from(x + 1))
+                    .collect()
             };
             match obs {
                 Obs::E2e
@@ -150,8 +152,8 @@ pub fn bounds(generation: Generation, obs: Obs, cfg: &EngineConfig) -> Option<Ve
                 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
             ]),
             Obs::Itl => Some(vec![
-                0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
-                0.4, 0.5, 0.75, 1.0, 2.5,
+                0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4,
+                0.5, 0.75, 1.0, 2.5,
             ]),
             Obs::FuncLatency => Some(geometric(0.05, 1.5, 18)),
             _ => None,
@@ -309,7 +311,11 @@ impl<'o> PyText<'o> {
 pub(crate) fn python_process_families(py: &mut PyText<'_>, input: &RenderInput<'_>) {
     let up = input.uptime_s.max(0.0);
     let busy: f64 = input.cores.iter().map(|s| s.counters.busy_seconds).sum();
-    let gens = [("0", 58027.0 + up * 3.1), ("1", 6138.0 + up * 0.3), ("2", 2429.0 + up * 0.01)];
+    let gens = [
+        ("0", 58027.0 + up * 3.1),
+        ("1", 6138.0 + up * 0.3),
+        ("2", 2429.0 + up * 0.01),
+    ];
     let collected: Series<'_, f64> = gens
         .iter()
         .map(|(g, v)| (vec![("generation", *g)], v.floor()))
@@ -331,10 +337,14 @@ pub(crate) fn python_process_families(py: &mut PyText<'_>, input: &RenderInput<'
         "Uncollectable objects found during GC",
         &zero,
     );
-    let colls: Series<'_, f64> = [("0", 1974.0 + up * 0.2), ("1", 178.0 + up * 0.02), ("2", 11.0)]
-        .iter()
-        .map(|(g, v)| (vec![("generation", *g)], v.floor()))
-        .collect();
+    let colls: Series<'_, f64> = [
+        ("0", 1974.0 + up * 0.2),
+        ("1", 178.0 + up * 0.02),
+        ("2", 11.0),
+    ]
+    .iter()
+    .map(|(g, v)| (vec![("generation", *g)], v.floor()))
+    .collect();
     py.counter(
         "python_gc_collections",
         "Number of times this generation was collected",

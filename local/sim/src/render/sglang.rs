@@ -23,7 +23,10 @@ fn render_04(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
     let l = vec![("model_name", input.model)];
     let one = |v: f64| -> Series<'_, f64> { vec![(l.clone(), v)] };
     let h = |obs: Obs| -> Series<'_, &Histogram> {
-        hists(&[s], obs).into_iter().map(|h| (l.clone(), h)).collect()
+        hists(&[s], obs)
+            .into_iter()
+            .map(|h| (l.clone(), h))
+            .collect()
     };
     let c = &s.counters;
     let g = &s.gauges;
@@ -37,8 +40,16 @@ fn render_04(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
         "Number of generation tokens processed.",
         &one(c.generation_tokens as f64),
     );
-    py.gauge("sglang:token_usage", "The token usage", &one(round2(g.kv_usage)));
-    py.gauge("sglang:cache_hit_rate", "The cache hit rate", &one(g.cache_hit_rate));
+    py.gauge(
+        "sglang:token_usage",
+        "The token usage",
+        &one(round2(g.kv_usage)),
+    );
+    py.gauge(
+        "sglang:cache_hit_rate",
+        "The cache hit rate",
+        &one(g.cache_hit_rate),
+    );
     py.histogram(
         "sglang:time_to_first_token_seconds",
         "Histogram of time to first token in seconds.",
@@ -130,7 +141,11 @@ fn render_current(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
         "The number of used tokens.",
         &per_rank(g.kv_used_tokens as f64),
     );
-    py.gauge("sglang:token_usage", "The token usage.", &per_rank(round2(g.kv_usage)));
+    py.gauge(
+        "sglang:token_usage",
+        "The token usage.",
+        &per_rank(round2(g.kv_usage)),
+    );
     py.gauge(
         "sglang:gen_throughput",
         "The generation throughput (token/s).",
@@ -172,13 +187,21 @@ fn render_current(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
         &per_rank_pid(0.0),
     );
     let utilization = if g.running > 0 { 1.0 } else { 0.0 };
-    py.gauge("sglang:utilization", "The utilization.", &per_rank(utilization));
+    py.gauge(
+        "sglang:utilization",
+        "The utilization.",
+        &per_rank(utilization),
+    );
     py.gauge(
         "sglang:engine_startup_time",
         "The time taken for the engine to start up.",
         &per_rank(48.21),
     );
-    py.gauge("sglang:is_cuda_graph", "Whether the batch is using CUDA graph.", &per_rank(1.0));
+    py.gauge(
+        "sglang:is_cuda_graph",
+        "Whether the batch is using CUDA graph.",
+        &per_rank(1.0),
+    );
     py.counter(
         "sglang:num_retracted_requests",
         "Total number of retracted requests.",
@@ -206,7 +229,10 @@ fn render_current(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
     let mut realtime: Series<'_, f64> = Vec::new();
     for l in &sched {
         for (mode, v) in [
-            ("prefill_compute", c.prompt_tokens.saturating_sub(c.prefix_hits)),
+            (
+                "prefill_compute",
+                c.prompt_tokens.saturating_sub(c.prefix_hits),
+            ),
             ("prefill_cache", c.prefix_hits),
             ("decode", c.generation_tokens),
         ] {
@@ -222,7 +248,10 @@ fn render_current(py: &mut PyText<'_>, input: &RenderInput<'_>, s: &Stats) {
     );
 
     let h = |obs: Obs| -> Series<'_, &Histogram> {
-        hists(&[s], obs).into_iter().map(|h| (tok.clone(), h)).collect()
+        hists(&[s], obs)
+            .into_iter()
+            .map(|h| (tok.clone(), h))
+            .collect()
     };
     py.counter(
         "sglang:prompt_tokens",

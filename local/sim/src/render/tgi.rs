@@ -46,7 +46,12 @@ impl Exporter<'_> {
         self.out.push('\n');
     }
 
-    fn histogram(&mut self, name: &str, help: Option<&str>, series: &[(Vec<(&str, &str)>, &Histogram)]) {
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: Option<&str>,
+        series: &[(Vec<(&str, &str)>, &Histogram)],
+    ) {
         let series: Vec<_> = series.iter().filter(|(_, h)| h.count() > 0).collect();
         if series.is_empty() {
             return;
@@ -119,8 +124,16 @@ pub(super) fn render(input: &RenderInput<'_>, out: &mut String) {
     );
 
     let g = &s.gauges;
-    ex.gauge("tgi_queue_size", Some("Current queue size"), g.waiting as f64);
-    ex.gauge("tgi_batch_current_size", Some("Current batch size"), g.running as f64);
+    ex.gauge(
+        "tgi_queue_size",
+        Some("Current queue size"),
+        g.waiting as f64,
+    );
+    ex.gauge(
+        "tgi_batch_current_size",
+        Some("Current batch size"),
+        g.running as f64,
+    );
     ex.gauge(
         "tgi_batch_current_max_tokens",
         Some("Maximum tokens for the current batch"),

@@ -168,9 +168,21 @@ pub(super) fn render(input: &RenderInput<'_>, out: &mut String) {
     let ttft_help = "Histogram of time to first token in seconds.";
     let tpot_help = "Histogram of time per output token in seconds.";
     if v0 {
-        py.histogram("vllm:time_to_first_token_seconds", ttft_help, &hist_series(Obs::Ttft));
-        py.histogram("vllm:time_per_output_token_seconds", tpot_help, &hist_series(Obs::Itl));
-        latency_families(&mut py, &hist_series, "Histogram of end to end request latency in seconds.");
+        py.histogram(
+            "vllm:time_to_first_token_seconds",
+            ttft_help,
+            &hist_series(Obs::Ttft),
+        );
+        py.histogram(
+            "vllm:time_per_output_token_seconds",
+            tpot_help,
+            &hist_series(Obs::Itl),
+        );
+        latency_families(
+            &mut py,
+            &hist_series,
+            "Histogram of end to end request latency in seconds.",
+        );
         token_families(&mut py, &hist_series, false);
         success(&mut py);
         py.gauge(
@@ -186,9 +198,17 @@ pub(super) fn render(input: &RenderInput<'_>, out: &mut String) {
     } else {
         success(&mut py);
         token_families(&mut py, &hist_series, true);
-        py.histogram("vllm:time_to_first_token_seconds", ttft_help, &hist_series(Obs::Ttft));
+        py.histogram(
+            "vllm:time_to_first_token_seconds",
+            ttft_help,
+            &hist_series(Obs::Ttft),
+        );
         if v010 {
-            py.histogram("vllm:time_per_output_token_seconds", tpot_help, &hist_series(Obs::Itl));
+            py.histogram(
+                "vllm:time_per_output_token_seconds",
+                tpot_help,
+                &hist_series(Obs::Itl),
+            );
         } else {
             py.histogram(
                 "vllm:inter_token_latency_seconds",
@@ -201,7 +221,11 @@ pub(super) fn render(input: &RenderInput<'_>, out: &mut String) {
                 &hist_series(Obs::RequestTpot),
             );
         }
-        latency_families(&mut py, &hist_series, "Histogram of e2e request latency in seconds.");
+        latency_families(
+            &mut py,
+            &hist_series,
+            "Histogram of e2e request latency in seconds.",
+        );
         padding(&mut py, input, &base);
     }
     cache_config(&mut py, input, &engine_ids);
@@ -254,7 +278,11 @@ fn latency_families<'a>(
     hist_series: &dyn Fn(Obs) -> Series<'a, &'a Histogram>,
     e2e_help: &str,
 ) {
-    py.histogram("vllm:e2e_request_latency_seconds", e2e_help, &hist_series(Obs::E2e));
+    py.histogram(
+        "vllm:e2e_request_latency_seconds",
+        e2e_help,
+        &hist_series(Obs::E2e),
+    );
     py.histogram(
         "vllm:request_queue_time_seconds",
         "Histogram of time spent in WAITING phase for request.",
@@ -399,7 +427,11 @@ fn http_families(py: &mut PyText<'_>, input: &RenderInput<'_>) {
         "Total number of requests by method, status and handler.",
         &vec![
             (
-                vec![("handler", "/v1/models"), ("method", "GET"), ("status", "2xx")],
+                vec![
+                    ("handler", "/v1/models"),
+                    ("method", "GET"),
+                    ("status", "2xx"),
+                ],
                 models_calls,
             ),
             (
