@@ -1,11 +1,18 @@
 //! The performance agent's library: parsing inference servers' metrics, engine adapters, analysis,
 //! recommendations, the workflow model, and the adapters (DynamoDB, HTTP) behind their ports.
 
+pub mod api;
 pub mod breaker;
+pub mod clock;
+pub mod collect;
+pub mod config;
+pub mod dispatch;
 pub mod engine;
 pub mod instance;
+pub mod lambda_invoke;
 pub mod netguard;
 pub mod promtext;
 pub mod scrape;
 pub mod snapshot;
+pub mod store;
 pub mod window;

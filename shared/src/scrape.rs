@@ -47,8 +47,6 @@ pub enum ScrapeError {
     TooLarge(usize),
     #[error("reading the body failed: {0}")]
     Body(String),
-    #[error("skipped: the circuit breaker is open")]
-    BreakerOpen,
 }
 
 impl ScrapeError {
@@ -60,7 +58,6 @@ impl ScrapeError {
             ScrapeError::Status(_) => "status",
             ScrapeError::TooLarge(_) => "too_large",
             ScrapeError::Body(_) => "body",
-            ScrapeError::BreakerOpen => "breaker_open",
         }
     }
 

@@ -247,7 +247,8 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
         return None;
     }
     let &(last_le, total) = buckets.last()?;
-    if last_le != f64::INFINITY || !(total > 0.0) {
+    // `total` may be NaN: only a positive count has a quantile.
+    if last_le != f64::INFINITY || total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return None;
     }
     // Cumulative counts can come out non-monotonic through float noise; fix as PromQL does.

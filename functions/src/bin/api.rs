@@ -1,0 +1,72 @@
+//! The HTTP function behind API Gateway: adapts each API Gateway (HTTP API, payload 2.0) event to
+//! the transport-free API in `perfagent::api`.
+
+use lambda_http::request::RequestContext;
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use perfagent::api::{self, ApiContext, ApiRequest};
+use perfagent::config::Config;
+use perfagent::scrape::Scraper;
+use perfagent::store::dynamo::DynamoStore;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// The IAM principal API Gateway authenticated (routes with `AWS_IAM` authorization).
+fn principal(req: &Request) -> Option<String> {
+    match req.request_context() {
+        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer?.iam?.user_arn,
+        _ => None,
+    }
+}
+
+fn to_api_request(req: &Request) -> ApiRequest {
+    let path = match req.raw_http_path() {
+        "" => req.uri().path().to_string(),
+        p => p.to_string(),
+    };
+    let query = req
+        .query_string_parameters()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ApiRequest {
+        method: req.method().clone(),
+        path,
+        query,
+        body: bytes::Bytes::copy_from_slice(req.body().as_ref()),
+        principal: principal(req),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    perfagent_functions::init_logging();
+    let config = Config::from_env()?;
+    let sdk = perfagent_functions::aws_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+    let ctx = ApiContext {
+        store: Arc::new(store),
+        guard: config.guard.clone(),
+        scraper: Scraper::new(config.guard.clone(), config.scrape)?,
+        snapshot_ttl_hours: config.collector.snapshot_ttl_hours,
+        service: config.service_name.clone(),
+        now_ms: perfagent::clock::now_ms,
+    };
+    let ctx = &ctx;
+    lambda_http::run(service_fn(move |req: Request| {
+        let span = tracing::info_span!(
+            "request",
+            request_id = %req.lambda_context().request_id,
+            service = %ctx.service,
+            cold_start = perfagent_functions::take_cold_start(),
+            method = %req.method(),
+        );
+        async move {
+            let resp = api::handle(ctx, to_api_request(&req)).await;
+            tracing::info!(status = resp.status().as_u16(), "handled");
+            let (parts, body) = resp.into_parts();
+            Ok::<_, std::convert::Infallible>(Response::from_parts(parts, Body::Text(body)))
+        }
+        .instrument(span)
+    }))
+    .await
+}

@@ -1,0 +1,92 @@
+//! The API's one error type and the one place that maps domain errors to HTTP statuses.
+
+use crate::instance::InvalidInstance;
+use crate::store::StoreError;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        let what = what.into();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} was not found"),
+        )
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn body(&self) -> Value {
+        json!({"code": self.code, "message": self.message, "details": self.details})
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists(what) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            ),
+            StoreError::NotFound(what) => ApiError::not_found(what),
+            StoreError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
+            }
+            StoreError::Corrupt(m) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt", m)
+            }
+        }
+    }
+}
+
+impl From<InvalidInstance> for ApiError {
+    fn from(e: InvalidInstance) -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            e.to_string(),
+        )
+        .with_details(json!({"field": e.field()}))
+    }
+}
+
+/// Parses a JSON body into `T`, answering 400 with serde's line/column message when it does not fit.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("a JSON body is required"));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not valid for this route: {e}"),
+        )
+        .with_details(json!({"line": e.line(), "column": e.column()}))
+    })
+}

@@ -1,0 +1,152 @@
+//! Configuration read from the environment in one place, reporting every missing or malformed
+//! variable at once (a function that dies on the first one makes the operator redeploy per typo).
+//!
+//! Local and cloud differ only by these variables (and `AWS_ENDPOINT_URL`), never by code branches.
+
+use crate::breaker::BreakerPolicy;
+use crate::collect::{CollectorConfig, DEFAULT_SNAPSHOT_TTL_HOURS};
+use crate::netguard::NetGuard;
+use crate::scrape::ScrapeConfig;
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything the functions read, with defaults that match the template's parameters.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    pub service_name: String,
+    pub guard: NetGuard,
+    pub scrape: ScrapeConfig,
+    pub collector: CollectorConfig,
+    pub collection_interval_seconds: u64,
+    pub shard_size: usize,
+    pub collector_function_name: Option<String>,
+    pub approver_principals: Vec<String>,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration is invalid: {}", .0.join("; "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_map(&std::env::vars().collect())
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut problems = Vec::new();
+        let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let mut num = |k: &str, default: u64, min: u64, max: u64| -> u64 {
+            match get(k) {
+                None => default,
+                Some(v) => match u64::from_str(v) {
+                    Ok(n) if (min..=max).contains(&n) => n,
+                    _ => {
+                        problems.push(format!(
+                            "{k}={v:?} must be a whole number from {min} to {max}"
+                        ));
+                        default
+                    }
+                },
+            }
+        };
+        let timeout_ms = num("SCRAPE_TIMEOUT_MS", 5_000, 100, 60_000);
+        let max_bytes = num("SCRAPE_MAX_BYTES", 8 * 1024 * 1024, 1024, 256 * 1024 * 1024);
+        let retries = num("SCRAPE_RETRIES", 2, 0, 10);
+        let concurrency = num("SCRAPE_CONCURRENCY", 64, 1, 4096);
+        let interval = num("COLLECTION_INTERVAL_SECONDS", 30, 10, 3600);
+        let shard_size = num("SHARD_SIZE", 500, 1, 100_000);
+        let ttl = num(
+            "SNAPSHOT_TTL_HOURS",
+            DEFAULT_SNAPSHOT_TTL_HOURS as u64,
+            1,
+            24 * 90,
+        );
+        let guard = match NetGuard::from_list(get("ALLOWED_NETWORKS").unwrap_or("")) {
+            Ok(g) => g,
+            Err(e) => {
+                problems.push(format!("ALLOWED_NETWORKS: {e}"));
+                NetGuard::default()
+            }
+        };
+        let table_name = match get("TABLE_NAME") {
+            Some(t) => t.to_string(),
+            None => {
+                problems.push("TABLE_NAME is required".to_string());
+                String::new()
+            }
+        };
+        let list = |k: &str| -> Vec<String> {
+            get(k)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if !problems.is_empty() {
+            return Err(ConfigError(problems));
+        }
+        Ok(Config {
+            table_name,
+            service_name: get("SERVICE_NAME")
+                .unwrap_or("performance-agent")
+                .to_string(),
+            guard,
+            scrape: ScrapeConfig {
+                timeout: Duration::from_millis(timeout_ms),
+                max_bytes: max_bytes as usize,
+                retries: retries as u32,
+                ..ScrapeConfig::default()
+            },
+            collector: CollectorConfig {
+                concurrency: concurrency as usize,
+                breaker: BreakerPolicy::default(),
+                snapshot_ttl_hours: ttl as i64,
+            },
+            collection_interval_seconds: interval,
+            shard_size: shard_size as usize,
+            collector_function_name: get("COLLECTOR_FUNCTION_NAME").map(String::from),
+            approver_principals: list("APPROVER_PRINCIPALS"),
+            cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_table_is_given() {
+        let c = Config::from_map(&vars(&[("TABLE_NAME", "t")])).unwrap();
+        assert_eq!(c.collection_interval_seconds, 30);
+        assert_eq!(c.scrape.timeout, Duration::from_secs(5));
+        assert_eq!(c.shard_size, 500);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = Config::from_map(&vars(&[
+            ("SCRAPE_TIMEOUT_MS", "fast"),
+            ("ALLOWED_NETWORKS", "10.0.0.0/99"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.to_string().contains("TABLE_NAME"));
+        assert!(err.to_string().contains("SCRAPE_TIMEOUT_MS"));
+        assert!(err.to_string().contains("ALLOWED_NETWORKS"));
+    }
+}

@@ -1,0 +1,458 @@
+//! The DynamoDB adapter: one table, keys and items as `docs/data-model.md` describes.
+//!
+//! Snapshots are written with `BatchWriteItem` (25 at a time, unprocessed items retried with
+//! backoff); their keys are (instance, slot) so a retried collection overwrites instead of
+//! duplicating. Reads filter out expired items, because DynamoDB's TTL deletes them up to days late.
+
+use super::codec::{self, Layout};
+use super::{Health, InstanceStore, Registered, SnapshotStore, StoreError, StoredSnapshot};
+use crate::instance::{Id, Instance};
+use crate::snapshot::Engine;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Item = HashMap<String, AttributeValue>;
+
+const INSTANCES_PARTITION: &str = "INSTANCES";
+const BATCH_WRITE_MAX: usize = 25;
+const BATCH_GET_MAX: usize = 100;
+const UNPROCESSED_RETRIES: u32 = 8;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    /// Bucket layouts are immutable, so once written or read they are cached for the process's life.
+    layouts: Arc<Mutex<HashMap<u64, Vec<f64>>>>,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            layouts: Arc::default(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// A cheap call that proves the table is reachable (for `health/detailed`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn cached_layout(&self, hash: u64) -> Option<Vec<f64>> {
+        self.layouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .cloned()
+    }
+
+    fn cache_layout(&self, hash: u64, bounds: Vec<f64>) {
+        self.layouts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(hash, bounds);
+    }
+
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        while !requests.is_empty() {
+            let rest = requests.split_off(requests.len().min(BATCH_WRITE_MAX));
+            let mut pending = std::mem::replace(&mut requests, rest);
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > UNPROCESSED_RETRIES {
+                        return Err(StoreError::Unavailable(format!(
+                            "{} writes still unprocessed after {UNPROCESSED_RETRIES} retries",
+                            pending.len()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_layouts(&self, layouts: Vec<Layout>) -> Result<(), StoreError> {
+        let new: Vec<Layout> = layouts
+            .into_iter()
+            .filter(|l| self.cached_layout(l.hash).is_none())
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let requests = new
+            .iter()
+            .map(|l| {
+                let mut item = key(&layout_pk(l.hash), "LAYOUT");
+                let bytes: Vec<u8> = l.bounds.iter().flat_map(|b| b.to_le_bytes()).collect();
+                item.insert("b".into(), AttributeValue::B(Blob::new(bytes)));
+                put(item)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Layout items are immutable and named by their content's hash: an unconditional put that
+        // races with another writer writes the same bytes.
+        self.batch_write(requests).await?;
+        for l in new {
+            self.cache_layout(l.hash, l.bounds);
+        }
+        Ok(())
+    }
+
+    async fn load_layouts(&self, hashes: HashSet<u64>) -> Result<(), StoreError> {
+        let missing: Vec<u64> = hashes
+            .into_iter()
+            .filter(|h| self.cached_layout(*h).is_none())
+            .collect();
+        for chunk in missing.chunks(BATCH_GET_MAX) {
+            let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder();
+            for h in chunk {
+                keys = keys.keys(key(&layout_pk(*h), "LAYOUT"));
+            }
+            let keys = keys
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let mut request: HashMap<String, aws_sdk_dynamodb::types::KeysAndAttributes> =
+                HashMap::from([(self.table.clone(), keys)]);
+            let mut attempt = 0;
+            while !request.is_empty() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let hash = s(&item, "pk")?
+                        .strip_prefix("LAYOUT#")
+                        .and_then(|h| u64::from_str_radix(h, 16).ok())
+                        .ok_or_else(|| StoreError::Corrupt("layout key".into()))?;
+                    let bytes = b(&item, "b")?;
+                    let bounds = bytes
+                        .chunks_exact(8)
+                        .map(|c| {
+                            let mut a = [0u8; 8];
+                            a.copy_from_slice(c);
+                            f64::from_le_bytes(a)
+                        })
+                        .collect();
+                    self.cache_layout(hash, bounds);
+                }
+                request = out.unprocessed_keys.unwrap_or_default();
+                if !request.is_empty() {
+                    attempt += 1;
+                    if attempt > UNPROCESSED_RETRIES {
+                        return Err(StoreError::Unavailable("layout reads unprocessed".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn instance_pk(id: &Id) -> String {
+    format!("INST#{id}")
+}
+
+fn layout_pk(hash: u64) -> String {
+    format!("LAYOUT#{hash:016x}")
+}
+
+/// Zero-padded so that the sort key orders as the number does.
+fn snapshot_sk(slot_ms: i64) -> String {
+    format!("SNAP#{:015}", slot_ms.max(0))
+}
+
+fn key(pk: &str, sk: &str) -> Item {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk.to_string())),
+        ("sk".to_string(), AttributeValue::S(sk.to_string())),
+    ])
+}
+
+fn put(item: Item) -> Result<WriteRequest, StoreError> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+fn unavailable<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(DisplayErrorContext(&e).to_string())
+}
+
+fn is_conditional_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+fn s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} missing or not a string")))
+}
+
+fn n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} missing or not a number")))
+}
+
+fn b<'a>(item: &'a Item, name: &str) -> Result<&'a [u8], StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_b().ok())
+        .map(|b| b.as_ref())
+        .ok_or_else(|| StoreError::Corrupt(format!("attribute {name} missing or not binary")))
+}
+
+fn registered_from(item: &Item) -> Result<Registered, StoreError> {
+    let instance: Instance = serde_json::from_str(s(item, "instance")?)
+        .map_err(|e| StoreError::Corrupt(format!("instance: {e}")))?;
+    let health = match item.get("health").and_then(|v| v.as_s().ok()) {
+        Some(h) => {
+            serde_json::from_str(h).map_err(|e| StoreError::Corrupt(format!("health: {e}")))?
+        }
+        None => Health::default(),
+    };
+    Ok(Registered { instance, health })
+}
+
+#[async_trait]
+impl InstanceStore for DynamoStore {
+    async fn create_instance(&self, instance: &Instance) -> Result<(), StoreError> {
+        let mut item = key(&instance_pk(&instance.id), "META");
+        item.insert(
+            "gsi1pk".into(),
+            AttributeValue::S(INSTANCES_PARTITION.into()),
+        );
+        item.insert(
+            "gsi1sk".into(),
+            AttributeValue::S(format!("{}#{}", instance.group, instance.id)),
+        );
+        let doc =
+            serde_json::to_string(instance).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        item.insert("instance".into(), AttributeValue::S(doc));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional_failure(&e) => Err(StoreError::AlreadyExists(format!(
+                "instance {}",
+                instance.id
+            ))),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get_instance(&self, id: &Id) -> Result<Option<Registered>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&instance_pk(id), "META")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item.as_ref().map(registered_from).transpose()
+    }
+
+    async fn list_instances(&self, group: Option<&Id>) -> Result<Vec<Registered>, StoreError> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .expression_attribute_values(":p", AttributeValue::S(INSTANCES_PARTITION.into()));
+        q = match group {
+            Some(g) => q
+                .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :g)")
+                .expression_attribute_values(":g", AttributeValue::S(format!("{g}#"))),
+            None => q.key_condition_expression("gsi1pk = :p"),
+        };
+        let mut pages = q.into_paginator().items().send();
+        let mut out = Vec::new();
+        while let Some(item) = pages.next().await {
+            out.push(registered_from(&item.map_err(unavailable)?)?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_instance(&self, id: &Id) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&instance_pk(id), "META")))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn put_health(&self, id: &Id, health: &Health) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(health).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&instance_pk(id), "META")))
+            .update_expression("SET health = :h")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":h", AttributeValue::S(doc))
+            .send()
+            .await
+        {
+            // Deleted while being scraped: nothing to record.
+            Err(e) if is_conditional_failure(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for DynamoStore {
+    async fn put_snapshots(&self, snapshots: &[StoredSnapshot]) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(snapshots.len());
+        let mut layouts = Vec::new();
+        for snap in snapshots {
+            let (blob, used) = codec::encode(&snap.models);
+            layouts.extend(used);
+            let mut item = key(&instance_pk(&snap.instance_id), &snapshot_sk(snap.slot_ms));
+            item.insert(
+                "t".into(),
+                AttributeValue::N(snap.scraped_at_ms.to_string()),
+            );
+            item.insert("e".into(), AttributeValue::S(snap.engine.as_str().into()));
+            item.insert("g".into(), AttributeValue::S(snap.generation.clone()));
+            item.insert("d".into(), AttributeValue::B(Blob::new(blob)));
+            item.insert(
+                "expires_at".into(),
+                AttributeValue::N(snap.expires_at.to_string()),
+            );
+            if let Some(p) = &snap.partial {
+                item.insert("p".into(), AttributeValue::S(p.clone()));
+            }
+            requests.push(put(item)?);
+        }
+        // Layouts first: a reader that sees a snapshot must be able to decode it.
+        self.ensure_layouts(layouts).await?;
+        self.batch_write(requests).await
+    }
+
+    async fn snapshots(
+        &self,
+        id: &Id,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<StoredSnapshot>, StoreError> {
+        if from_ms > to_ms {
+            return Ok(Vec::new());
+        }
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .filter_expression("expires_at > :now")
+            .expression_attribute_values(":pk", AttributeValue::S(instance_pk(id)))
+            .expression_attribute_values(":a", AttributeValue::S(snapshot_sk(from_ms)))
+            .expression_attribute_values(":b", AttributeValue::S(snapshot_sk(to_ms)))
+            .expression_attribute_values(":now", AttributeValue::N((now_ms / 1000).to_string()))
+            .into_paginator()
+            .items()
+            .send();
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            items.push(item.map_err(unavailable)?);
+        }
+        let mut hashes = HashSet::new();
+        for item in &items {
+            let refs = codec::referenced_layouts(b(item, "d")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            hashes.extend(refs);
+        }
+        self.load_layouts(hashes).await?;
+        items
+            .iter()
+            .map(|item| {
+                let slot_ms = s(item, "sk")?
+                    .strip_prefix("SNAP#")
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("snapshot key".into()))?;
+                let engine: Engine =
+                    s(item, "e")?
+                        .parse()
+                        .map_err(|e: crate::snapshot::UnknownEngine| {
+                            StoreError::Corrupt(e.to_string())
+                        })?;
+                let models = codec::decode(b(item, "d")?, &|h| self.cached_layout(h))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Ok(StoredSnapshot {
+                    instance_id: id.clone(),
+                    slot_ms,
+                    scraped_at_ms: n(item, "t")?,
+                    engine,
+                    generation: s(item, "g")?.to_string(),
+                    models,
+                    partial: item.get("p").and_then(|v| v.as_s().ok()).cloned(),
+                    expires_at: n(item, "expires_at")?,
+                })
+            })
+            .collect()
+    }
+}
