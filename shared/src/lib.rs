@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod breaker;
+pub mod cli;
 pub mod clock;
 pub mod collect;
 pub mod config;

@@ -137,7 +137,7 @@ fn tgi_latency_histograms_keep_their_float_noise_bounds() {
         vec![
             (0.00015, 2.0),
             (0.00022500000000000002, 2.0),
-            (0.00033750000000000002, 3.0),
+            (0.0003375, 3.0),
             (f64::INFINITY, 10.0)
         ]
     );
