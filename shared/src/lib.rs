@@ -4,6 +4,7 @@
 pub mod api;
 pub mod breaker;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod collect;
 pub mod config;

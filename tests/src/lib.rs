@@ -1,1 +1,174 @@
-//! End-to-end tests live under `tests/`; this crate has no library code.
+//! The end-to-end harness: the deployed local stack (read from `.local/stack.env`, written by
+//! `local/up.sh`), a signed client of its API Gateway, direct Lambda invokes, and a fleet simulator
+//! started inside the test process on a free port.
+//!
+//! These tests need the stack: `make test` brings it up first; by hand, run `make up` once.
+
+use anyhow::{bail, Context, Result};
+use aws_credential_types::Credentials;
+use perfagent::client::ApiClient;
+use perfagent_sim::fleet::{Fault, Fleet, FleetSpec};
+use perfagent_sim::server::{router, AppState};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// The deployed stack's outputs and clients.
+pub struct Stack {
+    pub vars: HashMap<String, String>,
+    pub api: ApiClient,
+    pub unsigned_api: ApiClient,
+    pub lambda: aws_sdk_lambda::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Stack {
+    pub async fn connect() -> Result<Stack> {
+        let path = std::env::var("PERFAGENT_STACK_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| repo_root().join(".local/stack.env"));
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is missing: the local stack is not up (run `make up`, or `make test` which starts it)",
+                path.display()
+            )
+        })?;
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.trim().trim_start_matches("export ").to_string(),
+                    v.trim().trim_matches('"').trim_matches('\'').to_string(),
+                )
+            })
+            .collect();
+        for k in ["API_URL", "TABLE_NAME", "COLLECTOR_FUNCTION_NAME", "AWS_ENDPOINT_URL"] {
+            if !vars.contains_key(k) {
+                bail!("{} has no {k}", path.display());
+            }
+        }
+        let region = vars
+            .get("AWS_REGION")
+            .cloned()
+            .unwrap_or_else(|| "us-east-1".into());
+        let key = vars.get("AWS_ACCESS_KEY_ID").cloned().unwrap_or_else(|| "test".into());
+        let secret = vars
+            .get("AWS_SECRET_ACCESS_KEY")
+            .cloned()
+            .unwrap_or_else(|| "test".into());
+        let creds = Credentials::new(key, secret, None, None, "stack.env");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&vars["AWS_ENDPOINT_URL"])
+            .region(aws_config::Region::new(region.clone()))
+            .credentials_provider(creds.clone())
+            .load()
+            .await;
+        Ok(Stack {
+            api: ApiClient::new(&vars["API_URL"], Some(creds), region.clone())?,
+            unsigned_api: ApiClient::new(&vars["API_URL"], None, region)?,
+            lambda: aws_sdk_lambda::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            vars,
+        })
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        self.vars.get(k).map(String::as_str).unwrap_or("")
+    }
+
+    /// Invokes a deployed function synchronously; a function error is an `Err` with its type and message.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value> {
+        let out = self
+            .lambda
+            .invoke()
+            .function_name(function)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .with_context(|| format!("invoking {function}"))?;
+        let body = out
+            .payload
+            .map(|b| String::from_utf8_lossy(b.as_ref()).to_string())
+            .unwrap_or_default();
+        if let Some(err) = out.function_error {
+            bail!("{function} failed ({err}): {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("{function} returned {body:?}"))
+    }
+
+    pub async fn invoke_collector(&self, payload: &Value) -> Result<Value> {
+        self.invoke(self.var("COLLECTOR_FUNCTION_NAME"), payload).await
+    }
+}
+
+/// A fleet simulator serving inside the test process; the deployed functions scrape it over loopback.
+pub struct Sim {
+    pub state: AppState,
+    pub base_url: String,
+}
+
+impl Sim {
+    /// Starts the default fleet (`local/fleet.json`) on a free port, its clock driven by the test.
+    pub async fn start() -> Result<Sim> {
+        let path = repo_root().join("local/fleet.json");
+        let spec = FleetSpec::from_json(&std::fs::read(&path)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let fleet = Fleet::from_spec(&spec, spec.seed.unwrap_or(42), now)
+            .map_err(|e| anyhow::anyhow!("fleet: {e}"))?;
+        let state = AppState::new(fleet);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Sim {
+            state,
+            base_url: format!("http://{addr}"),
+        })
+    }
+
+    pub fn metrics_url(&self, id: &str) -> String {
+        format!("{}/instances/{id}/metrics", self.base_url)
+    }
+
+    /// The simulated instances: (id, engine, group, model).
+    pub fn instances(&self) -> Vec<(String, String, String, String)> {
+        self.state
+            .lock()
+            .views()
+            .into_iter()
+            .map(|v| {
+                let engine = serde_json::to_value(v.engine)
+                    .ok()
+                    .and_then(|e| e.as_str().map(String::from))
+                    .unwrap_or_default();
+                (v.id, engine, v.group, v.model)
+            })
+            .collect()
+    }
+
+    pub fn advance(&self, seconds: f64) {
+        self.state.lock().advance(seconds);
+    }
+
+    pub fn set_fault(&self, id: &str, fault_json: &str) -> Result<()> {
+        let fault = Fault::from_json(fault_json.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.state
+            .lock()
+            .set_fault(id, fault)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}

@@ -1,0 +1,307 @@
+//! Scheduled collection end to end: the template deployed into the emulator, the simulated fleet
+//! registered through the signed API, the deployed collector invoked as EventBridge would, and
+//! snapshots and windows read back through the API and straight from the emulated DynamoDB.
+//!
+//! The tests share one deployed stack and its one table, so they run one at a time
+//! (`--test-threads=1`) and each removes the instances it registered.
+
+use anyhow::Result;
+use aws_sdk_dynamodb::types::AttributeValue;
+use http::{Method, StatusCode};
+use perfagent_e2e::{Sim, Stack};
+use serde_json::{json, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Removes every registered instance, so a test starts from an empty registry.
+async fn clear_registry(stack: &Stack) -> Result<()> {
+    let (_, list) = stack.api.call(Method::GET, "/api/v1/instances", None).await?;
+    for i in list["instances"].as_array().cloned().unwrap_or_default() {
+        let id = i["id"].as_str().unwrap_or_default();
+        stack
+            .api
+            .call(Method::DELETE, &format!("/api/v1/instances/{id}"), None)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn register(stack: &Stack, id: &str, engine: &str, group: &str, url: &str) -> Result<()> {
+    let (status, body) = stack
+        .api
+        .call(
+            Method::POST,
+            "/api/v1/instances",
+            Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": url})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::CREATED, "registering {id}: {body}");
+    Ok(())
+}
+
+fn inline_report(out: &Value, pass: usize) -> &Value {
+    let p = &out["passes"][pass];
+    assert_eq!(p["mode"], "inline", "{out}");
+    p
+}
+
+#[tokio::test]
+async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows() -> Result<()> {
+    let stack = Stack::connect().await?;
+    let sim = Sim::start().await?;
+    clear_registry(&stack).await?;
+
+    let instances = sim.instances();
+    assert!(instances.len() >= 6);
+    for (id, engine, group, _) in &instances {
+        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+    }
+    let (status, list) = stack.api.call(Method::GET, "/api/v1/instances", None).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["count"], instances.len());
+
+    // Three scheduled ticks, 30 s apart, as EventBridge would deliver them (one pass each), with
+    // the simulated servers living through the same 30 s between them.
+    let base = now_ms() - 120_000;
+    for tick in 0..3 {
+        let time = rfc3339(base + tick * 30_000);
+        let out = stack
+            .invoke_collector(&json!({"time": time, "passes": 1}))
+            .await?;
+        let report = inline_report(&out, 0);
+        assert_eq!(report["instances"], instances.len(), "{out}");
+        assert_eq!(report["collected"], instances.len(), "{out}");
+        sim.advance(30.0);
+    }
+
+    for (id, engine, _, model) in &instances {
+        let (status, snaps) = stack
+            .api
+            .call(Method::GET, &format!("/api/v1/instances/{id}/snapshots?minutes=10"), None)
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{snaps}");
+        assert_eq!(snaps["count"], 3, "{id}: {snaps}");
+        let first = &snaps["snapshots"][0];
+        assert_eq!(first["engine"], engine.as_str(), "{id}");
+        assert_eq!(first["models"][0]["model"], model.as_str(), "{id}");
+
+        let (status, window) = stack
+            .api
+            .call(Method::GET, &format!("/api/v1/instances/{id}/window?minutes=10"), None)
+            .await?;
+        assert_eq!(status, StatusCode::OK, "{window}");
+        let w = &window["models"][0];
+        let tokens = w["generation_tokens_per_s"].as_f64().unwrap_or(0.0);
+        assert!(tokens > 0.0, "{id} generated no tokens: {window}");
+        assert!(
+            w["window"]["histograms"]["e2e_latency_seconds"]["quantiles"]["p95"].as_f64().is_some(),
+            "{id}: {window}"
+        );
+        if engine != "tgi" {
+            assert!(
+                w["window"]["histograms"]["ttft_seconds"]["quantiles"]["p50"].as_f64().is_some(),
+                "{id}: {window}"
+            );
+        }
+    }
+
+    // Straight from the table: the items are there, compact, and expire.
+    let (id, ..) = &instances[0];
+    let items = stack
+        .dynamodb
+        .query()
+        .table_name(stack.var("TABLE_NAME"))
+        .key_condition_expression("pk = :pk AND begins_with(sk, :s)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("INST#{id}")))
+        .expression_attribute_values(":s", AttributeValue::S("SNAP#".into()))
+        .send()
+        .await?
+        .items
+        .unwrap_or_default();
+    assert_eq!(items.len(), 3);
+    for item in &items {
+        let size: usize = item
+            .iter()
+            .map(|(k, v)| {
+                k.len()
+                    + match v {
+                        AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        _ => 8,
+                    }
+            })
+            .sum();
+        assert!(size <= 1024, "snapshot item of {size} bytes");
+        assert!(item.contains_key("expires_at"));
+    }
+
+    // A retried tick (same scheduled time) overwrites instead of duplicating.
+    stack
+        .invoke_collector(&json!({"time": rfc3339(base), "passes": 1}))
+        .await?;
+    let (_, snaps) = stack
+        .api
+        .call(Method::GET, &format!("/api/v1/instances/{id}/snapshots?minutes=10"), None)
+        .await?;
+    assert_eq!(snaps["count"], 3);
+
+    clear_registry(&stack).await
+}
+
+#[tokio::test]
+async fn dead_slow_garbage_and_huge_servers_are_marked_and_the_rest_collected() -> Result<()> {
+    let stack = Stack::connect().await?;
+    let sim = Sim::start().await?;
+    clear_registry(&stack).await?;
+    let instances = sim.instances();
+    let mut faulty = Vec::new();
+    for (i, (id, engine, group, _)) in instances.iter().enumerate() {
+        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+        let fault = match i {
+            0 => r#"{"fault":"down"}"#,
+            1 => r#"{"fault":"slow","slow_seconds":30}"#,
+            2 => r#"{"fault":"garbage"}"#,
+            3 => r#"{"fault":"huge","huge_mb":50}"#,
+            _ => continue,
+        };
+        sim.set_fault(id, fault)?;
+        faulty.push(id.clone());
+    }
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let dead_url = format!("http://{}/metrics", closed.local_addr()?);
+    drop(closed);
+    register(&stack, "nobody-home", "vllm", "chat-prod", &dead_url).await?;
+
+    let out = stack
+        .invoke_collector(&json!({"time": rfc3339(now_ms()), "passes": 1}))
+        .await?;
+    let report = inline_report(&out, 0);
+    let healthy = instances.len() - faulty.len();
+    assert_eq!(report["collected"], healthy, "{out}");
+    assert_eq!(report["failed"], faulty.len() + 1, "{out}");
+    let kind_of = |id: &str| -> String {
+        report["details"]
+            .as_array()
+            .and_then(|d| d.iter().find(|x| x["id"] == id))
+            .map(|x| x["kind"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(kind_of(&faulty[0]), "status");
+    assert_eq!(kind_of(&faulty[1]), "timeout");
+    assert_eq!(kind_of(&faulty[2]), "unparseable");
+    assert_eq!(kind_of(&faulty[3]), "too_large");
+    assert_eq!(kind_of("nobody-home"), "connect");
+
+    // The failure is recorded with the instance, for operators.
+    let (_, inst) = stack
+        .api
+        .call(Method::GET, "/api/v1/instances/nobody-home", None)
+        .await?;
+    assert_eq!(inst["health"]["last_error_kind"], "connect", "{inst}");
+    assert_eq!(inst["health"]["breaker"]["consecutive_failures"], 1);
+
+    clear_registry(&stack).await
+}
+
+#[tokio::test]
+async fn a_fleet_larger_than_a_shard_is_fanned_out_and_every_instance_collected() -> Result<()> {
+    let stack = Stack::connect().await?;
+    let sim = Sim::start().await?;
+    clear_registry(&stack).await?;
+    let instances = sim.instances();
+    for (id, engine, group, _) in &instances {
+        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+    }
+    let slot = now_ms() / 30_000 * 30_000;
+    let out = stack
+        .invoke_collector(&json!({"time": rfc3339(slot), "passes": 1, "shard_size": 3}))
+        .await?;
+    let pass = &out["passes"][0];
+    assert_eq!(pass["mode"], "dispatched", "{out}");
+    let shards = instances.len().div_ceil(3);
+    assert_eq!(pass["shards"], shards);
+
+    // The shards run as asynchronous invokes: wait until each instance has its snapshot of the slot.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut missing: Vec<String> = instances.iter().map(|i| i.0.clone()).collect();
+    while !missing.is_empty() && std::time::Instant::now() < deadline {
+        let mut still = Vec::new();
+        for id in &missing {
+            let got = stack
+                .dynamodb
+                .get_item()
+                .table_name(stack.var("TABLE_NAME"))
+                .key("pk", AttributeValue::S(format!("INST#{id}")))
+                .key("sk", AttributeValue::S(format!("SNAP#{slot:015}")))
+                .send()
+                .await?;
+            if got.item.is_none() {
+                still.push(id.clone());
+            }
+        }
+        missing = still;
+        if !missing.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert!(missing.is_empty(), "never collected: {missing:?}");
+    clear_registry(&stack).await
+}
+
+#[tokio::test]
+async fn the_api_refuses_unsigned_requests_and_bad_input_with_clear_errors() -> Result<()> {
+    let stack = Stack::connect().await?;
+    let (status, _) = stack
+        .unsigned_api
+        .call(Method::GET, "/api/v1/instances", None)
+        .await?;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = stack.unsigned_api.call(Method::GET, "/api/v1/health", None).await?;
+    assert_eq!(status, StatusCode::OK, "liveness is open: {body}");
+
+    let (status, err) = stack
+        .api
+        .call(
+            Method::POST,
+            "/api/v1/instances",
+            Some(&json!({"id": "imds", "engine": "vllm", "metrics_url": "http://169.254.169.254/latest/meta-data/"})),
+        )
+        .await?;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["details"]["field"], "metrics_url");
+    let (status, err) = stack
+        .api
+        .call(Method::POST, "/api/v1/instances", Some(&json!({"id": 7})))
+        .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["code"], "invalid_json");
+    Ok(())
+}
