@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make test`: every test, on a fresh clone with only the toolchains installed. Installs what it
+# needs (pinned, into .venv), starts the local stack for the end-to-end stage and stops it after.
+#   PERFAGENT_KEEP_STACK=1  leave the local stack running afterwards (for a look, or `make down`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/perfagent-target}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
+started=$SECONDS
+step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*"; }
+
+step "python tools (.venv, pinned by local/requirements.lock)"
+bash local/venv.sh
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lint (cargo clippy --all-targets -D warnings)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "unit, property, conformance, fixture and CLI tests"
+cargo test --workspace --exclude perfagent-e2e
+
+step "infrastructure checks (cfn-lint, sam validate --lint, state machine)"
+bash local/check-infra.sh
+
+step "local stack (emulator + infra/template.yaml deployed into it)"
+if [ "${PERFAGENT_KEEP_STACK:-0}" != 1 ]; then
+  trap 'bash local/down.sh >/dev/null 2>&1 || true' EXIT
+fi
+bash local/up.sh
+
+step "end-to-end tests against the deployed stack"
+cargo test -p perfagent-e2e -- --test-threads=1
+
+step "all tests passed in $((SECONDS - started)) s"
