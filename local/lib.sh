@@ -1,0 +1,114 @@
+# Shell helpers shared by the local-stack scripts (up.sh, deploy.sh, down.sh, check-infra.sh, sam.sh).
+# Source it; it defines names and functions only and changes nothing by itself.
+# shellcheck shell=bash
+
+PERFAGENT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Runtime state of the local stack: pid files, logs, build staging, stack outputs. Git-ignored.
+LOCAL_STATE="$PERFAGENT_ROOT/.local"
+LOCAL_LOGS="$LOCAL_STATE/logs"
+STACK_ENV="$LOCAL_STATE/stack.env"
+STACK_JSON="$LOCAL_STATE/stack.json"
+EMULATOR_PID_FILE="$LOCAL_STATE/ministack.pid"
+
+STACK_NAME="${PERFAGENT_STACK_NAME:-perfagent-local}"
+EMULATOR_PORT="${PERFAGENT_EMULATOR_PORT:-4566}"
+EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
+# The account MiniStack is started with; ARNs built for another account are refused by it.
+LOCAL_ACCOUNT_ID=123456789012
+LOCAL_REGION=us-east-1
+# Bucket that `aws cloudformation package` uploads the function zips to, inside the emulator.
+ARTIFACT_BUCKET="${STACK_NAME}-artifacts"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/perfagent-target}"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# require_cmd NAME HINT: fail early, with what to install, when a tool is missing.
+require_cmd() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is not installed: $2"
+}
+
+# Seconds since the epoch with two decimals, for the timings the scripts print.
+now() { date +%s.%N; }
+elapsed() { awk -v start="$1" -v end="$(now)" 'BEGIN { printf "%.1f", end - start }'; }
+
+# The project's Python tools (.venv): MiniStack, awscli, cfn-lint.
+ensure_venv() {
+  require_cmd python3 "install CPython 3.10+ (Debian: apt-get install python3 python3-venv)"
+  bash "$PERFAGENT_ROOT/local/venv.sh"
+}
+
+# SAM CLI lives in its own virtualenv (.venv-sam): its pins conflict with MiniStack's.
+SAM_VENV="$PERFAGENT_ROOT/.venv-sam"
+ensure_sam_venv() {
+  local req="$PERFAGENT_ROOT/local/requirements-sam.txt" lock="$PERFAGENT_ROOT/local/requirements-sam.lock"
+  local stamp="$SAM_VENV/.requirements.sha256" want
+  want=$(cat "$req" "$lock" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  require_cmd python3 "install CPython 3.10+ (Debian: apt-get install python3 python3-venv)"
+  log "installing the pinned AWS SAM CLI into .venv-sam (first time only, ~50 s)"
+  python3 -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$lock"
+  echo "$want" >"$stamp"
+}
+
+# Every AWS call of these scripts goes to the emulator with the fixed test identity, whatever the
+# caller's shell holds (a real profile must never be used by accident).
+use_emulator_env() {
+  unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+  export AWS_REGION="$LOCAL_REGION" AWS_DEFAULT_REGION="$LOCAL_REGION"
+  export AWS_ENDPOINT_URL="$EMULATOR_URL"
+  # awscli v1's `cloudformation package` ignores --endpoint-url for its S3 uploads.
+  export AWS_ENDPOINT_URL_S3="$EMULATOR_URL"
+  export AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
+}
+
+# awsl ARGS...: the project's awscli against the emulator.
+awsl() {
+  "$PERFAGENT_ROOT/.venv/bin/aws" "$@"
+}
+
+# True when something answers the LocalStack-compatible health endpoint.
+emulator_healthy() {
+  curl -sf --max-time 2 "$EMULATOR_URL/_localstack/health" >/dev/null 2>&1
+}
+
+# True when something accepts TCP connections on the emulator port (ours or not).
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$EMULATOR_PORT") 2>/dev/null
+}
+
+# pid_of_ours FILE PATTERN: prints the pid recorded in FILE when that process is alive and its
+# command line matches PATTERN (a recycled pid must never be signalled).
+pid_of_ours() {
+  local file=$1 pattern=$2 pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern" || return 1
+  echo "$pid"
+}
+
+# stop_group PID NAME: ends the process group led by PID (the server and what it spawned, such as
+# MiniStack's Lambda bootstrap processes), politely first.
+stop_group() {
+  local pid=$1 name=$2 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || {
+      log "stopped $name (pid $pid)"
+      return 0
+    }
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  log "killed $name (pid $pid): it did not stop within 5 s"
+}

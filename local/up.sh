@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Brings the local stack up, or updates it when it is already up (idempotent):
+#   1. the project's Python tools (.venv),
+#   2. MiniStack 1.5.33 on 127.0.0.1:4566 (unless it already runs, started by this script),
+#   3. local/deploy.sh: builds the functions, deploys infra/template.yaml as stack perfagent-local,
+#      enables TTL and writes the outputs to .local/stack.env and .local/stack.json.
+#
+# Environment:
+#   PERFAGENT_EXTERNAL_EMULATOR=1  deploy into whatever LocalStack-compatible emulator already answers
+#                                  on the port (LocalStack itself, or a MiniStack you started)
+#   PERFAGENT_EMULATOR_PORT        default 4566
+#   and those of local/deploy.sh (profile, parameter overrides).
+set -euo pipefail
+# shellcheck source=local/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+started=$(now)
+mkdir -p "$LOCAL_LOGS" "$LOCAL_STATE/tmp"
+require_cmd curl "apt-get install curl"
+
+t=$(now)
+ensure_venv
+log "python tools ready (.venv) in $(elapsed "$t") s"
+
+start_ministack() {
+  log "starting MiniStack on $EMULATOR_URL (log: .local/logs/ministack.log)"
+  # A clean environment: MiniStack hands its own environment to every Lambda bootstrap it spawns,
+  # so nothing of the caller's shell (a real AWS profile, RUST_LOG...) must leak into the functions.
+  # AWS_ENDPOINT_URL is what makes the functions' SDK clients call back into the emulator.
+  # setsid: MiniStack leads its own process group, so down.sh ends it with its bootstrap children.
+  env -i \
+    PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 \
+    TMPDIR="$LOCAL_STATE/tmp" \
+    GATEWAY_PORT="$EMULATOR_PORT" BIND_HOST=127.0.0.1 \
+    MINISTACK_ACCOUNT_ID="$LOCAL_ACCOUNT_ID" MINISTACK_REGION="$LOCAL_REGION" \
+    SFN_WAIT_SCALE=0.01 \
+    AWS_ENDPOINT_URL="$EMULATOR_URL" \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+    AWS_REGION="$LOCAL_REGION" AWS_DEFAULT_REGION="$LOCAL_REGION" \
+    AWS_EC2_METADATA_DISABLED=true \
+    setsid "$PERFAGENT_ROOT/.venv/bin/ministack" >>"$LOCAL_LOGS/ministack.log" 2>&1 </dev/null &
+  echo $! >"$EMULATOR_PID_FILE"
+  local i
+  for i in $(seq 1 100); do
+    if emulator_healthy; then
+      return 0
+    fi
+    if ! kill -0 "$(cat "$EMULATOR_PID_FILE")" 2>/dev/null; then
+      rm -f "$EMULATOR_PID_FILE"
+      tail -n 20 "$LOCAL_LOGS/ministack.log" >&2 || true
+      die "MiniStack exited at start (see .local/logs/ministack.log above)"
+    fi
+    sleep 0.1
+  done
+  die "MiniStack did not answer $EMULATOR_URL/_localstack/health within 10 s (see .local/logs/ministack.log)"
+}
+
+t=$(now)
+if pid=$(pid_of_ours "$EMULATOR_PID_FILE" ministack) && emulator_healthy; then
+  log "MiniStack already running (pid $pid): updating the stack"
+elif [ "${PERFAGENT_EXTERNAL_EMULATOR:-0}" = 1 ]; then
+  emulator_healthy || die "PERFAGENT_EXTERNAL_EMULATOR=1 but nothing answers $EMULATOR_URL/_localstack/health"
+  log "using the emulator already answering on $EMULATOR_URL (not started by up.sh)"
+elif port_in_use; then
+  die "port $EMULATOR_PORT is taken by a process up.sh did not start. Stop it, or deploy into it \
+with PERFAGENT_EXTERNAL_EMULATOR=1 if it is LocalStack or MiniStack, or pick another port with \
+PERFAGENT_EMULATOR_PORT. ($(ss -ltnp "sport = :$EMULATOR_PORT" 2>/dev/null | awk 'NR==2 {print $NF}'))"
+else
+  if [ -f "$EMULATOR_PID_FILE" ]; then
+    rm -f "$EMULATOR_PID_FILE" # a stale file from a stopped or crashed run
+  fi
+  start_ministack
+  log "MiniStack healthy in $(elapsed "$t") s (pid $(cat "$EMULATOR_PID_FILE"))"
+fi
+
+bash "$PERFAGENT_ROOT/local/deploy.sh"
+log "local stack up in $(elapsed "$started") s; outputs in .local/stack.env"
