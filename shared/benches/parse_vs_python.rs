@@ -1,0 +1,158 @@
+//! Throughput of `promtext::parse` (lenient mode) against Python's `prometheus_client` parser on
+//! the very same ~3 MB payload built from the real vLLM capture.
+//!
+//! Run: `cargo bench -p perfagent --bench parse_vs_python` (needs `.venv`, from `bash local/venv.sh`).
+//! Prints `RESULT parse_mb_per_s=…`, `RESULT python_mb_per_s=…`, `RESULT parse_vs_python=…`
+//! (medians). Compare the ratio, not the absolute figures: these machines are noisy.
+
+use perfagent::promtext::{parse, Mode};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const TARGET_BYTES: usize = 3_000_000;
+const RUST_RUNS: usize = 60;
+const PYTHON_RUNS: &str = "5";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Copies of the capture, each with its metric names prefixed `c<copy>_` so every family is
+/// distinct (valid for any parser, not only for ones that merge repeated families).
+fn build_payload(capture: &str) -> String {
+    let mut out = String::with_capacity(TARGET_BYTES + capture.len() * 2);
+    let mut copy = 0;
+    while out.len() < TARGET_BYTES {
+        for line in capture.lines() {
+            let prefix = format!("c{copy}_");
+            let keyword = ["# HELP ", "# TYPE "]
+                .into_iter()
+                .find_map(|k| line.strip_prefix(k).map(|rest| (k, rest)));
+            if let Some((keyword, rest)) = keyword {
+                out.push_str(keyword);
+                out.push_str(&prefix);
+                out.push_str(rest);
+            } else if line.is_empty() || line.starts_with('#') {
+                out.push_str(line);
+            } else {
+                out.push_str(&prefix);
+                out.push_str(line);
+            }
+            out.push('\n');
+        }
+        copy += 1;
+    }
+    out
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let root = repo_root();
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "parse_vs_python: {} is missing; create the venv with `bash local/venv.sh` first",
+            python.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let capture_path =
+        root.join("../shared/fixtures/metrics/vllm-0.10.x-ngc25.09-armandossrecife-qwen3-4b.prom");
+    let capture = match std::fs::read_to_string(&capture_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "parse_vs_python: cannot read {}: {e}",
+                capture_path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let payload = build_payload(&capture);
+    let bytes = payload.as_bytes();
+    let megabytes = bytes.len() as f64 / 1e6;
+
+    let exposition = match parse(bytes, Mode::Lenient) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("parse_vs_python: the payload does not parse: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "payload: {} bytes, {} families, {} samples",
+        bytes.len(),
+        exposition.families.len(),
+        exposition.sample_count()
+    );
+    drop(exposition);
+
+    let mut times = Vec::with_capacity(RUST_RUNS);
+    for _ in 0..RUST_RUNS {
+        let start = Instant::now();
+        let parsed = parse(std::hint::black_box(bytes), Mode::Lenient);
+        std::hint::black_box(&parsed);
+        times.push(start.elapsed());
+    }
+    let best = times.iter().min().copied().unwrap_or_default();
+    let median_time = median(times);
+    let parse_mb_per_s = megabytes / median_time.as_secs_f64();
+    println!(
+        "rust: {RUST_RUNS} runs, best {:.3} ms ({:.0} MB/s), median {:.3} ms",
+        best.as_secs_f64() * 1e3,
+        megabytes / best.as_secs_f64(),
+        median_time.as_secs_f64() * 1e3
+    );
+
+    let file = std::env::temp_dir().join(format!("parse_vs_python_{}.prom", std::process::id()));
+    if let Err(e) = std::fs::write(&file, bytes) {
+        eprintln!("parse_vs_python: cannot write {}: {e}", file.display());
+        return ExitCode::FAILURE;
+    }
+    let output = Command::new(&python)
+        .arg(root.join("local/bench/prom_client_parse.py"))
+        .arg(&file)
+        .arg(PYTHON_RUNS)
+        .output();
+    let _ = std::fs::remove_file(&file);
+    let output = match output {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!(
+                "parse_vs_python: the Python parser failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("parse_vs_python: cannot run {}: {e}", python.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in stdout.lines() {
+        println!("python: {line}");
+    }
+    let python_mb_per_s = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("python_mb_per_s="))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    let Some(python_mb_per_s) = python_mb_per_s else {
+        eprintln!("parse_vs_python: no python_mb_per_s in the script's output");
+        return ExitCode::FAILURE;
+    };
+
+    println!("RESULT parse_mb_per_s={parse_mb_per_s:.1}");
+    println!("RESULT python_mb_per_s={python_mb_per_s:.2}");
+    println!(
+        "RESULT parse_vs_python={:.1}",
+        parse_mb_per_s / python_mb_per_s
+    );
+    ExitCode::SUCCESS
+}
