@@ -1,6 +1,7 @@
 //! The performance agent's library: parsing inference servers' metrics, engine adapters, analysis,
 //! recommendations, the workflow model, and the adapters (DynamoDB, HTTP) behind their ports.
 
+pub mod analysis;
 pub mod api;
 pub mod breaker;
 pub mod cli;
