@@ -14,6 +14,7 @@ pub mod engine;
 pub mod instance;
 pub mod lambda_invoke;
 pub mod netguard;
+pub mod optimize;
 pub mod promtext;
 pub mod scrape;
 pub mod snapshot;

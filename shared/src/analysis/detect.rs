@@ -134,9 +134,18 @@ pub fn detect_from_snapshot(
 
     for (kind, metric) in [
         (BottleneckType::HighLatency, Canonical::TtftSeconds),
-        (BottleneckType::HighLatency, Canonical::InterTokenLatencySeconds),
-        (BottleneckType::LowThroughput, Canonical::GenerationTokensTotal),
-        (BottleneckType::CacheInefficiency, Canonical::PrefixCacheQueriesTotal),
+        (
+            BottleneckType::HighLatency,
+            Canonical::InterTokenLatencySeconds,
+        ),
+        (
+            BottleneckType::LowThroughput,
+            Canonical::GenerationTokensTotal,
+        ),
+        (
+            BottleneckType::CacheInefficiency,
+            Canonical::PrefixCacheQueriesTotal,
+        ),
     ] {
         f.not_evaluated.push(match support(engine, metric) {
             Support::NotExported(why) => NotEvaluated {
@@ -253,12 +262,13 @@ impl Ctx<'_> {
     }
 
     fn present(&self, metric: Canonical) -> bool {
-        self.pts.iter().any(|p| p.metrics.metrics.contains_key(&metric))
+        self.pts
+            .iter()
+            .any(|p| p.metrics.metrics.contains_key(&metric))
     }
 
     fn absent(&self, kind: BottleneckType, metric: Canonical) -> NotEvaluated {
-        if self.pts.is_empty() && !matches!(support(self.engine, metric), Support::NotExported(_))
-        {
+        if self.pts.is_empty() && !matches!(support(self.engine, metric), Support::NotExported(_)) {
             return thin(kind, metric, "the window holds no snapshots".to_string());
         }
         absent(self.engine, kind, metric, "the window")
@@ -437,8 +447,7 @@ impl Ctx<'_> {
             Err(why) => return f.not_evaluated.push(why),
         };
         f.evaluated.push(kind);
-        let Some(severity) = Thresholds::queue_severity(level / self.t.queue_depth_requests)
-        else {
+        let Some(severity) = Thresholds::queue_severity(level / self.t.queue_depth_requests) else {
             return;
         };
         let mut evidence = vec![self.evidence(

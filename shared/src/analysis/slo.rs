@@ -347,14 +347,11 @@ pub fn burn_rate_alerts(target: f64, windows: &[WindowCounts]) -> Vec<BurnRateAl
         .map(|rule| {
             let long = find(rule.long_window_s).map(|w| w.burn_rate(target));
             let short = find(rule.short_window_s).map(|w| w.burn_rate(target));
-            let missing: Vec<u64> = [
-                (rule.long_window_s, long),
-                (rule.short_window_s, short),
-            ]
-            .into_iter()
-            .filter(|(_, b)| b.is_none())
-            .map(|(s, _)| s)
-            .collect();
+            let missing: Vec<u64> = [(rule.long_window_s, long), (rule.short_window_s, short)]
+                .into_iter()
+                .filter(|(_, b)| b.is_none())
+                .map(|(s, _)| s)
+                .collect();
             let state = match (long, short) {
                 (Some(l), Some(s)) if l > rule.burn_rate && s > rule.burn_rate => {
                     AlertState::Firing
