@@ -110,7 +110,8 @@ fn sglang_03_percent_hit_rate_never_leaks_into_a_ratio_or_prefix_counters() {
 }
 
 /// Two DP ranks of two TP ranks each (with DP attention the TP ranks are global: DP 1 holds TP 2
-/// and 3). Gauges repeat on every TP rank; counters and histograms are per rank.
+/// and 3). Scheduler metrics carry the ranks and, with `--enable-metrics-for-all-schedulers`, every
+/// TP rank of a DP rank reports the same batch; tokenizer metrics carry no rank.
 const RANKS: &str = r#"# TYPE sglang:num_running_reqs gauge
 sglang:num_running_reqs{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="1"} 5.0
 sglang:num_running_reqs{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 5.0
@@ -139,8 +140,10 @@ sglang:num_requests_total{dp_rank="1",engine_type="unified",model_name="qwen",pp
 sglang:num_aborted_requests_total{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 2.0
 sglang:num_aborted_requests_total{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="2"} 3.0
 # TYPE sglang:num_retracted_requests_total counter
+sglang:num_retracted_requests_total{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="1"} 4.0
 sglang:num_retracted_requests_total{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 4.0
 sglang:num_retracted_requests_total{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="2"} 1.0
+sglang:num_retracted_requests_total{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="3"} 1.0
 # TYPE sglang:time_to_first_token_seconds histogram
 sglang:time_to_first_token_seconds_sum{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 2.0
 sglang:time_to_first_token_seconds_bucket{dp_rank="0",engine_type="unified",le="0.1",model_name="qwen",pp_rank="0",tp_rank="0"} 1.0
@@ -151,9 +154,22 @@ sglang:time_to_first_token_seconds_bucket{dp_rank="1",engine_type="unified",le="
 sglang:time_to_first_token_seconds_bucket{dp_rank="1",engine_type="unified",le="+Inf",model_name="qwen",pp_rank="0",tp_rank="2"} 6.0
 sglang:time_to_first_token_seconds_count{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="2"} 6.0
 # TYPE sglang:queue_time_seconds histogram
+sglang:queue_time_seconds_sum{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="1"} 0.5
+sglang:queue_time_seconds_count{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="1"} 4.0
+sglang:queue_time_seconds_bucket{dp_rank="0",engine_type="unified",le="0.1",model_name="qwen",pp_rank="0",tp_rank="1"} 3.0
+sglang:queue_time_seconds_bucket{dp_rank="0",engine_type="unified",le="+Inf",model_name="qwen",pp_rank="0",tp_rank="1"} 4.0
 sglang:queue_time_seconds_sum{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 0.5
 sglang:queue_time_seconds_count{dp_rank="0",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="0"} 4.0
+sglang:queue_time_seconds_bucket{dp_rank="0",engine_type="unified",le="0.1",model_name="qwen",pp_rank="0",tp_rank="0"} 3.0
 sglang:queue_time_seconds_bucket{dp_rank="0",engine_type="unified",le="+Inf",model_name="qwen",pp_rank="0",tp_rank="0"} 4.0
+sglang:queue_time_seconds_sum{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="2"} 1.5
+sglang:queue_time_seconds_count{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="2"} 6.0
+sglang:queue_time_seconds_bucket{dp_rank="1",engine_type="unified",le="0.1",model_name="qwen",pp_rank="0",tp_rank="2"} 1.0
+sglang:queue_time_seconds_bucket{dp_rank="1",engine_type="unified",le="+Inf",model_name="qwen",pp_rank="0",tp_rank="2"} 6.0
+sglang:queue_time_seconds_sum{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="3"} 1.5
+sglang:queue_time_seconds_count{dp_rank="1",engine_type="unified",model_name="qwen",pp_rank="0",tp_rank="3"} 6.0
+sglang:queue_time_seconds_bucket{dp_rank="1",engine_type="unified",le="0.1",model_name="qwen",pp_rank="0",tp_rank="3"} 1.0
+sglang:queue_time_seconds_bucket{dp_rank="1",engine_type="unified",le="+Inf",model_name="qwen",pp_rank="0",tp_rank="3"} 6.0
 "#;
 
 #[test]
@@ -175,14 +191,50 @@ fn sglang_gauges_take_the_lowest_tp_rank_of_each_dp_rank_and_sum_over_dp() {
 }
 
 #[test]
-fn sglang_counters_and_histograms_sum_over_ranks() {
+fn sglang_counters_and_histograms_sum_over_dp_ranks() {
     let s = snap(RANKS);
     let m = only_model(&s);
     assert_eq!(m.number(Canonical::PromptTokensTotal), Some(400.0));
-    assert_eq!(m.number(Canonical::PreemptionsTotal), Some(5.0));
     let ttft = m.histogram(Canonical::TtftSeconds).expect("ttft");
     assert_eq!((ttft.count, ttft.sum), (10.0, 5.0));
     assert_eq!(ttft.buckets, vec![(0.1, 3.0), (f64::INFINITY, 10.0)]);
+}
+
+#[test]
+fn sglang_counters_and_histograms_repeated_on_every_tp_rank_are_counted_once() {
+    let s = snap(RANKS);
+    let m = only_model(&s);
+    // 4 (DP 0, TP 0 and 1) + 1 (DP 1, TP 2 and 3), not 10.
+    assert_eq!(m.number(Canonical::PreemptionsTotal), Some(5.0));
+    let queue = m.histogram(Canonical::QueueTimeSeconds).expect("queue");
+    assert_eq!((queue.count, queue.sum), (10.0, 2.0));
+    assert_eq!(queue.buckets, vec![(0.1, 4.0), (f64::INFINITY, 10.0)]);
+}
+
+#[test]
+fn sglang_scheduler_metrics_of_tp_rank_0_only_and_unranked_tokenizer_metrics_combine() {
+    // The default: only attention-TP rank 0 reports scheduler metrics; the tokenizer manager's
+    // have no rank labels.
+    let s = snap(
+        "# TYPE sglang:num_running_reqs gauge\n\
+         sglang:num_running_reqs{engine_type=\"unified\",model_name=\"m\",pp_rank=\"0\",tp_rank=\"0\"} 8.0\n\
+         # TYPE sglang:queue_time_seconds histogram\n\
+         sglang:queue_time_seconds_count{engine_type=\"unified\",model_name=\"m\",pp_rank=\"0\",tp_rank=\"0\"} 7.0\n\
+         sglang:queue_time_seconds_sum{engine_type=\"unified\",model_name=\"m\",pp_rank=\"0\",tp_rank=\"0\"} 0.7\n\
+         # TYPE sglang:time_to_first_token_seconds histogram\n\
+         sglang:time_to_first_token_seconds_count{engine_type=\"unified\",model_name=\"m\"} 7.0\n\
+         sglang:time_to_first_token_seconds_sum{engine_type=\"unified\",model_name=\"m\"} 1.4\n",
+    );
+    let m = only_model(&s);
+    assert_eq!(m.number(Canonical::RequestsRunning), Some(8.0));
+    assert_eq!(
+        m.histogram(Canonical::QueueTimeSeconds).map(|h| h.count),
+        Some(7.0)
+    );
+    assert_eq!(
+        m.histogram(Canonical::TtftSeconds).map(|h| h.count),
+        Some(7.0)
+    );
 }
 
 #[test]

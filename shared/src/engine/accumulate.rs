@@ -51,9 +51,96 @@ pub(super) struct Source {
     pub prio: u8,
 }
 
-/// How SGLang's duplicated per-rank gauges are deduplicated: one value per `group` (the DP rank),
-/// the one with the lowest `rank` order (PP, TP, MoE-EP rank, pid).
+/// How SGLang's per-rank series are deduplicated: the ranks of one `group` (a DP rank) report the
+/// same batch, so only the series of the group's lowest `rank` order (PP, TP, MoE-EP rank, pid)
+/// count; groups add up.
 pub(super) type RankOrder = [u64; 4];
+
+/// The rank group of a sample: `None` when every series adds up (engines, replicas, label
+/// variants), `Some((DP rank, rank order))` for SGLang.
+pub(super) type RankGroup<'a> = Option<(Cow<'a, str>, RankOrder)>;
+
+#[derive(Debug)]
+struct RankedEntry<'a, T> {
+    group: Option<Cow<'a, str>>,
+    rank: RankOrder,
+    acc: T,
+}
+
+/// A counter's or histogram's accumulator per rank group. Without groups there is one entry that
+/// every series adds into.
+#[derive(Debug)]
+pub(super) struct Ranked<'a, T> {
+    entries: Vec<RankedEntry<'a, T>>,
+}
+
+impl<'a, T: Default> Ranked<'a, T> {
+    fn new() -> Self {
+        Ranked {
+            entries: Vec::new(),
+        }
+    }
+
+    fn single(acc: T) -> Self {
+        Ranked {
+            entries: vec![RankedEntry {
+                group: None,
+                rank: [0; 4],
+                acc,
+            }],
+        }
+    }
+
+    /// The accumulator a sample of `group` adds into, or `None` when a lower rank of its group is
+    /// already counted. A lower rank arriving later restarts the group, so the result does not
+    /// depend on the order of the lines.
+    fn entry(&mut self, group: RankGroup<'a>) -> Option<&mut T> {
+        let (key, rank) = match group {
+            None => (None, [0; 4]),
+            Some((key, rank)) => (Some(key), rank),
+        };
+        match self.entries.iter().position(|e| e.group == key) {
+            Some(i) => {
+                let e = self.entries.get_mut(i)?;
+                if rank < e.rank {
+                    e.rank = rank;
+                    e.acc = T::default();
+                } else if rank > e.rank {
+                    return None;
+                }
+                Some(&mut e.acc)
+            }
+            None => {
+                self.entries.push(RankedEntry {
+                    group: key,
+                    rank,
+                    acc: T::default(),
+                });
+                self.entries.last_mut().map(|e| &mut e.acc)
+            }
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|e| &e.acc)
+    }
+}
+
+impl Ranked<'_, f64> {
+    fn total(&self) -> f64 {
+        self.values().sum()
+    }
+}
+
+impl Ranked<'_, HistAcc> {
+    fn merged(&self) -> HistAcc {
+        let mut all = HistAcc::default();
+        for h in self.values() {
+            all.absorb(h);
+        }
+        all
+    }
+}
 
 #[derive(Debug)]
 struct GaugeEntry<'a> {
@@ -71,7 +158,7 @@ pub(super) struct GaugeAcc<'a> {
 impl<'a> GaugeAcc<'a> {
     /// Adds one series. With a group, a series of a group already seen replaces the kept one only
     /// if its rank order is lower, so the result does not depend on the order of the lines.
-    pub fn add(&mut self, group: Option<(Cow<'a, str>, RankOrder)>, value: f64) {
+    pub fn add(&mut self, group: RankGroup<'a>, value: f64) {
         match group {
             None => self.entries.push(GaugeEntry {
                 group: None,
@@ -156,6 +243,11 @@ impl HistAcc {
     }
 
     pub fn add_bucket(&mut self, le: f64, cumulative: f64) {
+        self.add_buckets_of(le, cumulative, 1);
+    }
+
+    /// Adds the bucket `le` of `series` series whose counts add up to `cumulative`.
+    fn add_buckets_of(&mut self, le: f64, cumulative: f64, series: u32) {
         let next = self.cursor + 1;
         let hit = [self.cursor, next]
             .into_iter()
@@ -164,17 +256,26 @@ impl HistAcc {
         match hit.and_then(|i| self.buckets.get_mut(i).map(|b| (i, b))) {
             Some((i, b)) => {
                 b.cumulative += cumulative;
-                b.series += 1;
+                b.series += series;
                 self.cursor = i;
             }
             None => {
                 self.buckets.push(BucketAcc {
                     le,
                     cumulative,
-                    series: 1,
+                    series,
                 });
                 self.cursor = self.buckets.len() - 1;
             }
+        }
+    }
+
+    /// Adds another merge of series into this one.
+    fn absorb(&mut self, other: &HistAcc) {
+        self.count += other.count;
+        self.sum += other.sum;
+        for b in &other.buckets {
+            self.add_buckets_of(b.le, b.cumulative, b.series);
         }
     }
 
@@ -192,9 +293,9 @@ impl HistAcc {
 
 #[derive(Debug)]
 enum Value<'a> {
-    Counter(f64),
+    Counter(Ranked<'a, f64>),
     Gauge(GaugeAcc<'a>),
-    Histogram(HistAcc),
+    Histogram(Ranked<'a, HistAcc>),
 }
 
 #[derive(Debug)]
@@ -208,7 +309,7 @@ struct Slot<'a> {
 pub(super) struct ModelAcc<'a> {
     pub model: Cow<'a, str>,
     slots: [Option<Slot<'a>>; Canonical::ALL.len()],
-    aux: [Option<HistAcc>; AuxKind::COUNT],
+    aux: [Option<Ranked<'a, HistAcc>>; AuxKind::COUNT],
 }
 
 impl<'a> ModelAcc<'a> {
@@ -232,9 +333,9 @@ impl<'a> ModelAcc<'a> {
         slot.as_mut().map(|s| &mut s.value)
     }
 
-    pub fn counter(&mut self, name: Canonical, prio: u8) -> Option<&mut f64> {
-        match self.claim(name, prio, Value::Counter(0.0))? {
-            Value::Counter(v) => Some(v),
+    pub fn counter(&mut self, name: Canonical, prio: u8, group: RankGroup<'a>) -> Option<&mut f64> {
+        match self.claim(name, prio, Value::Counter(Ranked::new()))? {
+            Value::Counter(c) => c.entry(group),
             _ => None,
         }
     }
@@ -246,20 +347,26 @@ impl<'a> ModelAcc<'a> {
         }
     }
 
-    pub fn histogram(&mut self, name: Canonical, prio: u8) -> Option<&mut HistAcc> {
-        match self.claim(name, prio, Value::Histogram(HistAcc::default()))? {
-            Value::Histogram(h) => Some(h),
+    pub fn histogram(
+        &mut self,
+        name: Canonical,
+        prio: u8,
+        group: RankGroup<'a>,
+    ) -> Option<&mut HistAcc> {
+        match self.claim(name, prio, Value::Histogram(Ranked::new()))? {
+            Value::Histogram(h) => h.entry(group),
             _ => None,
         }
     }
 
-    pub fn aux(&mut self, kind: AuxKind) -> Option<&mut HistAcc> {
+    pub fn aux(&mut self, kind: AuxKind, group: RankGroup<'a>) -> Option<&mut HistAcc> {
         let slot = self.aux.get_mut(kind.index())?;
-        Some(slot.get_or_insert_with(HistAcc::default))
+        slot.get_or_insert_with(Ranked::new).entry(group)
     }
 
-    pub fn aux_value(&self, kind: AuxKind) -> Option<&HistAcc> {
-        self.aux.get(kind.index())?.as_ref()
+    /// A derivation input, its series merged.
+    pub fn aux_value(&self, kind: AuxKind) -> Option<HistAcc> {
+        Some(self.aux.get(kind.index())?.as_ref()?.merged())
     }
 
     /// The priority of the source that holds `name`, if any.
@@ -274,14 +381,15 @@ impl<'a> ModelAcc<'a> {
     /// The current value of a counter quantity, if present.
     pub fn counter_value(&self, name: Canonical) -> Option<f64> {
         match &self.slots.get(name as usize)?.as_ref()?.value {
-            Value::Counter(v) => Some(*v),
+            Value::Counter(c) => Some(c.total()),
             _ => None,
         }
     }
 
-    pub fn histogram_value(&self, name: Canonical) -> Option<&HistAcc> {
+    /// The current value of a histogram quantity, its series merged.
+    pub fn histogram_value(&self, name: Canonical) -> Option<HistAcc> {
         match &self.slots.get(name as usize)?.as_ref()?.value {
-            Value::Histogram(h) => Some(h),
+            Value::Histogram(h) => Some(h.merged()),
             _ => None,
         }
     }
@@ -298,7 +406,7 @@ impl<'a> ModelAcc<'a> {
         if let Some(slot) = self.slots.get_mut(name as usize) {
             *slot = Some(Slot {
                 prio: 0,
-                value: Value::Counter(value),
+                value: Value::Counter(Ranked::single(value)),
             });
         }
     }
@@ -307,7 +415,7 @@ impl<'a> ModelAcc<'a> {
         if let Some(slot) = self.slots.get_mut(name as usize) {
             *slot = Some(Slot {
                 prio: 0,
-                value: Value::Histogram(value),
+                value: Value::Histogram(Ranked::single(value)),
             });
         }
     }
@@ -318,13 +426,13 @@ impl<'a> ModelAcc<'a> {
         for (name, slot) in Canonical::ALL.into_iter().zip(self.slots) {
             let Some(slot) = slot else { continue };
             let value = match slot.value {
-                Value::Counter(v) => MetricValue::Number(v),
+                Value::Counter(c) => MetricValue::Number(c.total()),
                 Value::Gauge(g) if name == Canonical::KvCacheUsageRatio => match g.mean() {
                     Some(v) => MetricValue::Number(v),
                     None => continue,
                 },
                 Value::Gauge(g) => MetricValue::Number(g.sum()),
-                Value::Histogram(h) => MetricValue::Histogram(h.finish()),
+                Value::Histogram(h) => MetricValue::Histogram(h.merged().finish()),
             };
             metrics.insert(name, value);
         }
@@ -406,10 +514,24 @@ mod tests {
     #[test]
     fn a_better_source_replaces_a_worse_one_whatever_the_order() {
         let mut m = ModelAcc::new(Cow::Borrowed("m"));
-        *m.counter(Canonical::PrefixCacheHitsTotal, 1).unwrap() += 5.0;
-        *m.counter(Canonical::PrefixCacheHitsTotal, 0).unwrap() += 7.0;
-        assert!(m.counter(Canonical::PrefixCacheHitsTotal, 1).is_none());
+        *m.counter(Canonical::PrefixCacheHitsTotal, 1, None).unwrap() += 5.0;
+        *m.counter(Canonical::PrefixCacheHitsTotal, 0, None).unwrap() += 7.0;
+        assert!(m
+            .counter(Canonical::PrefixCacheHitsTotal, 1, None)
+            .is_none());
         assert_eq!(m.counter_value(Canonical::PrefixCacheHitsTotal), Some(7.0));
+    }
+
+    #[test]
+    fn a_grouped_counter_counts_the_lowest_rank_of_each_group_whatever_the_order() {
+        let mut c: Ranked<'_, f64> = Ranked::new();
+        let group = |dp: &'static str, tp: u64| Some((Cow::Borrowed(dp), [0, tp, 0, 0]));
+        *c.entry(group("0", 1)).unwrap() += 10.0;
+        *c.entry(group("0", 0)).unwrap() += 10.0;
+        assert!(c.entry(group("0", 1)).is_none());
+        *c.entry(group("1", 2)).unwrap() += 4.0;
+        *c.entry(group("1", 2)).unwrap() += 1.0;
+        assert_eq!(c.total(), 15.0);
     }
 
     #[test]

@@ -10,9 +10,9 @@
 //!   `gpu_cache_usage_perc`), per model, whatever the order of the lines.
 //! * Series are grouped by model (`model_name`; SGLang 0.3.x `name`; TGI has no model label and
 //!   gets the empty model name). Within a model, counters and histograms are summed over every
-//!   other label (engines, Ray replicas, ranks, finish reasons); `requests_running`/`waiting` are
-//!   summed and `kv_cache_usage_ratio` is averaged over engines. SGLang repeats gauges on every
-//!   TP rank: one TP rank per DP rank is kept.
+//!   other label (engines, Ray replicas, DP ranks, finish reasons); `requests_running`/`waiting`
+//!   are summed and `kv_cache_usage_ratio` is averaged over engines. SGLang's TP/PP ranks of one
+//!   DP rank repeat the same values: only the lowest rank of each DP rank counts.
 //! * A quantity the engine does not export is absent, never zero. Metrics no rule knows are
 //!   counted in [`Snapshot::unknown_families`] and otherwise ignored.
 //!
@@ -363,34 +363,34 @@ fn add<'a>(
     let labels = &sample.labels;
     let model = models.get(model_of(engine, labels, seen));
     let prio = source.prio;
+    let group = match engine {
+        Engine::Sglang => Some(sglang::rank_group(labels, seen)),
+        Engine::Vllm | Engine::Tgi => None,
+    };
     match source.target {
         Target::Gauge(name) => {
-            let group = match engine {
-                Engine::Sglang => Some(sglang::rank_group(labels, seen)),
-                Engine::Vllm | Engine::Tgi => None,
-            };
             if let Some(g) = model.gauge(name, prio) {
                 g.add(group, value);
             }
         }
         Target::Counter(name) | Target::CounterFromSum(name) => {
-            if let Some(c) = model.counter(name, prio) {
+            if let Some(c) = model.counter(name, prio, group) {
                 *c += value;
             }
         }
         Target::VllmFinished => {
             let abort = labels.get("finished_reason").as_deref() == Some("abort");
             // Both exist as soon as the family does: zero aborts is a real zero.
-            let success = model.counter(Canonical::RequestSuccessTotal, prio);
+            let success = model.counter(Canonical::RequestSuccessTotal, prio, None);
             if let Some(c) = success {
                 *c += if abort { 0.0 } else { value };
             }
-            if let Some(c) = model.counter(Canonical::RequestFailureTotal, prio) {
+            if let Some(c) = model.counter(Canonical::RequestFailureTotal, prio, None) {
                 *c += if abort { value } else { 0.0 };
             }
         }
         Target::Histogram(name) => {
-            if let Some(h) = model.histogram(name, prio) {
+            if let Some(h) = model.histogram(name, prio, group) {
                 match part {
                     Bucket => {
                         let le = labels
@@ -410,7 +410,7 @@ fn add<'a>(
             if kind == AuxKind::TgiPrefill && labels.get("method").as_deref() != Some("prefill") {
                 return;
             }
-            if let Some(h) = model.aux(kind) {
+            if let Some(h) = model.aux(kind, group) {
                 match part {
                     // A counter aux (SGLang finished requests) is a count of requests.
                     Value | Count => h.count += value,

@@ -90,10 +90,12 @@ pub(super) fn generation(seen: &Seen) -> &'static str {
     }
 }
 
-/// The dedup key of a per-rank gauge: the DP rank is the group (each DP rank is its own
-/// scheduler, so its values add up); TP/PP/MoE-EP ranks and pids of one DP rank repeat the same
-/// value, so the lowest of them is kept. One pass over the labels, no allocation unless a value
-/// has escapes.
+/// The rank group of an SGLang sample: the DP rank is the group (each DP rank schedules its own
+/// requests, so DP ranks add up); the TP/PP/MoE-EP ranks and pids of one DP rank run the same
+/// batch and repeat the same values (every one of them reports with
+/// `--enable-metrics-for-all-schedulers`), so only the lowest of them counts. Tokenizer metrics
+/// carry no rank label and form one group. One pass over the labels, no allocation unless a
+/// value has escapes.
 pub(super) fn rank_group<'a>(labels: &Labels<'a>, seen: &mut Seen) -> (Cow<'a, str>, RankOrder) {
     let mut dp = Cow::Borrowed("");
     let mut order: RankOrder = [0; 4];
@@ -152,9 +154,9 @@ pub(super) fn finish(model: &mut ModelAcc<'_>, notes: &mut Notes) {
 pub(super) fn notes(seen: &Seen, notes: &mut Notes) {
     if seen.sglang_ranks {
         notes.push(
-            "SGLang series are aggregated over ranks: a gauge keeps the lowest TP/PP rank of each \
-             DP rank, summed over DP ranks (kv_cache_usage_ratio averaged); counters and \
-             histograms are summed over every rank",
+            "SGLang series are aggregated over ranks: the TP/PP ranks of one DP rank repeat the \
+             same values, so only the lowest of them counts; DP ranks are summed \
+             (kv_cache_usage_ratio averaged over them)",
         );
     }
     if seen.sglang_hit_rate_gauge {

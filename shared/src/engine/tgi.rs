@@ -61,7 +61,7 @@ pub(super) fn finish(model: &mut ModelAcc<'_>, notes: &mut Notes) {
         model.histogram_value(QueueTimeSeconds),
         model.aux_value(AuxKind::TgiPrefill),
     ) {
-        (Some(v), Some(q), Some(p)) => estimate_ttft(v, q, p),
+        (Some(v), Some(q), Some(p)) => estimate_ttft(&v, &q, &p),
         _ => None,
     };
     match estimate {
