@@ -223,7 +223,8 @@ fn thin(kind: BottleneckType, metric: Canonical, reason: String) -> NotEvaluated
 fn sustained_level(values: &[f64], fraction: f64) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| b.total_cmp(a));
-    let k = ((fraction * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    // The epsilon keeps 0.8 × 10 from rounding up to a 9th point through float noise.
+    let k = ((fraction * sorted.len() as f64 - 1e-9).ceil() as usize).clamp(1, sorted.len().max(1));
     sorted.get(k - 1).copied()
 }
 

@@ -185,7 +185,8 @@ fn forecast_series(
         if seconds_until <= horizon_s {
             out.outcome = ForecastOutcome::WillCross;
             out.seconds_until = Some(seconds_until);
-            out.predicted_at_ms = Some(last_ms.saturating_add((seconds_until * 1000.0) as i64));
+            out.predicted_at_ms =
+                Some(last_ms.saturating_add((seconds_until * 1000.0).round() as i64));
             out.explanation = format!(
                 "{line}: reaches {threshold} in {:.0} s, within the {horizon_s:.0} s horizon",
                 seconds_until
