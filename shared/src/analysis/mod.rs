@@ -129,7 +129,7 @@ pub struct Evidence {
     pub comparison: Comparison,
     pub window_start_ms: i64,
     pub window_end_ms: i64,
-    /// Points (gauges) or observations (histograms, counters' increase) behind the value.
+    /// Points behind the value (gauges, counters), or observations (latency histograms).
     pub samples: f64,
 }
 
