@@ -14,7 +14,9 @@ mod thresholds;
 pub use capability::{support, Support};
 pub use detect::{analyze_instance, detect_from_snapshot};
 pub use forecast::{fit_line, forecast, Forecast, ForecastOutcome, LinearFit};
-pub use group::{analyze_group, GroupAnalysis, GroupBottleneck, GroupNotEvaluated};
+pub use group::{
+    analyze_group, GroupAnalysis, GroupBottleneck, GroupNotEvaluated, GROUP_QUORUM_FRACTION,
+};
 pub use thresholds::{tiers, InvalidThresholds, Thresholds};
 
 use crate::snapshot::{Canonical, Engine};
