@@ -16,9 +16,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// How long snapshots are kept unless configured: a day covers the longest SLO window but one
-/// (the 3-day burn-rate window reads the analyzer's own compliance records instead).
-pub const DEFAULT_SNAPSHOT_TTL_HOURS: i64 = 48;
+/// How long snapshots are kept unless configured: 31 days, so that SLO compliance over the 30-day
+/// budget period is counted from the snapshots at its two ends (the cost is storage only:
+/// see `docs/performance.md`).
+pub const DEFAULT_SNAPSHOT_TTL_HOURS: i64 = 31 * 24;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CollectorConfig {

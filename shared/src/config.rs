@@ -21,6 +21,8 @@ pub struct Config {
     pub collector: CollectorConfig,
     pub collection_interval_seconds: u64,
     pub shard_size: usize,
+    /// How far back the analyzer's bottleneck rules look.
+    pub analysis_window_minutes: i64,
     pub collector_function_name: Option<String>,
     pub approver_principals: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
@@ -58,6 +60,12 @@ impl Config {
         let concurrency = num("SCRAPE_CONCURRENCY", 64, 1, 4096);
         let interval = num("COLLECTION_INTERVAL_SECONDS", 30, 10, 3600);
         let shard_size = num("SHARD_SIZE", 500, 1, 100_000);
+        let analysis_window = num(
+            "ANALYSIS_WINDOW_MINUTES",
+            crate::analyzer::DEFAULT_WINDOW_MINUTES as u64,
+            1,
+            24 * 60,
+        );
         let ttl = num(
             "SNAPSHOT_TTL_HOURS",
             DEFAULT_SNAPSHOT_TTL_HOURS as u64,
@@ -111,6 +119,7 @@ impl Config {
             },
             collection_interval_seconds: interval,
             shard_size: shard_size as usize,
+            analysis_window_minutes: analysis_window as i64,
             collector_function_name: get("COLLECTOR_FUNCTION_NAME").map(String::from),
             approver_principals: list("APPROVER_PRINCIPALS"),
             cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),

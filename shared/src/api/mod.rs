@@ -5,11 +5,13 @@
 //! Every error is a JSON body `{"code", "message", "details"}` with a 4xx status for bad input;
 //! a 5xx means the agent or a dependency failed, never the caller.
 
+mod analysis_routes;
 mod error;
 mod routes;
 
 pub use error::ApiError;
 
+use crate::analyzer::AnalysisStore;
 use crate::netguard::NetGuard;
 use crate::scrape::Scraper;
 use crate::store::{InstanceStore, SnapshotStore};
@@ -53,7 +55,7 @@ impl ApiRequest {
 /// Handles one request. Never panics on input; every failure becomes a JSON error response.
 pub async fn handle<S>(ctx: &ApiContext<S>, req: ApiRequest) -> Response<String>
 where
-    S: InstanceStore + SnapshotStore + 'static,
+    S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
 {
     let result = if req.body.len() > MAX_BODY_BYTES {
         Err(ApiError::new(

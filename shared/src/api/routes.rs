@@ -1,7 +1,9 @@
 //! The routes under `/api/v1`.
 
+use super::analysis_routes as analysis;
 use super::error::parse_body;
 use super::{ApiContext, ApiError, ApiRequest};
+use crate::analyzer::AnalysisStore;
 use crate::collect::normalize_body;
 use crate::instance::{Id, NewInstance};
 use crate::store::{InstanceStore, SnapshotStore, StoredSnapshot};
@@ -9,14 +11,14 @@ use crate::window::{self, Point};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-type Routed = Result<(StatusCode, Value), ApiError>;
+pub(super) type Routed = Result<(StatusCode, Value), ApiError>;
 
 /// The longest window a caller may ask for, in minutes (a day: the snapshots' TTL is two).
 const MAX_WINDOW_MINUTES: i64 = 24 * 60;
 
 pub(super) async fn route<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
-    S: InstanceStore + SnapshotStore + 'static,
+    S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
 {
     let Some(rest) = req.path.strip_prefix("/api/v1") else {
         return Err(ApiError::not_found(format!("route {}", req.path)));
@@ -34,8 +36,21 @@ where
         (&Method::GET, ["instances", id, "snapshots"]) => snapshots(ctx, req, id).await,
         (&Method::GET, ["instances", id, "window"]) => instance_window(ctx, req, id).await,
         (&Method::POST, ["metrics", "collect"]) => collect_now(ctx, req).await,
+        (&Method::POST, ["analysis", "detect-bottlenecks"]) => {
+            analysis::detect_bottlenecks(ctx, req).await
+        }
+        (&Method::POST, ["optimization", "recommend"]) => analysis::recommend_now(ctx, req).await,
+        (&Method::GET, ["bottlenecks"]) => analysis::bottlenecks(ctx, req).await,
+        (&Method::GET, ["recommendations"]) => analysis::recommendations(ctx, req).await,
+        (&Method::GET, ["recommendations", id]) => analysis::recommendation(ctx, id).await,
+        (&Method::GET, ["groups", g, "config"]) => analysis::group_config(ctx, g).await,
+        (&Method::PUT, ["groups", g, "config"]) => analysis::put_group_config(ctx, req, g).await,
+        (&Method::GET, ["groups", g, "analysis"]) => analysis::group_analysis(ctx, g).await,
         (_, ["health"] | ["instances"] | ["instances", _] | ["metrics", "collect"])
-        | (_, ["instances", _, "snapshots" | "window"]) => Err(ApiError::new(
+        | (_, ["instances", _, "snapshots" | "window"])
+        | (_, ["analysis", "detect-bottlenecks"] | ["optimization", "recommend"])
+        | (_, ["bottlenecks"] | ["recommendations"] | ["recommendations", _])
+        | (_, ["groups", _, "config" | "analysis"]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {}", req.method, req.path),
@@ -44,11 +59,11 @@ where
     }
 }
 
-fn path_id(kind: &'static str, raw: &str) -> Result<Id, ApiError> {
+pub(super) fn path_id(kind: &'static str, raw: &str) -> Result<Id, ApiError> {
     Id::parse(kind, raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-async fn list_instances<S: InstanceStore + SnapshotStore>(
+async fn list_instances<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {
@@ -63,7 +78,7 @@ async fn list_instances<S: InstanceStore + SnapshotStore>(
     ))
 }
 
-async fn create_instance<S: InstanceStore + SnapshotStore>(
+async fn create_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {
@@ -73,7 +88,10 @@ async fn create_instance<S: InstanceStore + SnapshotStore>(
     Ok((StatusCode::CREATED, json!(instance)))
 }
 
-async fn get_instance<S: InstanceStore + SnapshotStore>(ctx: &ApiContext<S>, id: &str) -> Routed {
+async fn get_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
+    ctx: &ApiContext<S>,
+    id: &str,
+) -> Routed {
     let id = path_id("id", id)?;
     match ctx.store.get_instance(&id).await? {
         Some(reg) => Ok((StatusCode::OK, json!(reg))),
@@ -81,7 +99,7 @@ async fn get_instance<S: InstanceStore + SnapshotStore>(ctx: &ApiContext<S>, id:
     }
 }
 
-async fn delete_instance<S: InstanceStore + SnapshotStore>(
+async fn delete_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     id: &str,
 ) -> Routed {
@@ -94,7 +112,7 @@ async fn delete_instance<S: InstanceStore + SnapshotStore>(
 }
 
 /// `minutes` (default 5) back from now, bounded.
-fn window_bounds(ctx_now: i64, req: &ApiRequest) -> Result<(i64, i64), ApiError> {
+pub(super) fn window_bounds(ctx_now: i64, req: &ApiRequest) -> Result<(i64, i64), ApiError> {
     let minutes = match req.query_param("minutes") {
         None => 5,
         Some(m) => m
@@ -110,7 +128,7 @@ fn window_bounds(ctx_now: i64, req: &ApiRequest) -> Result<(i64, i64), ApiError>
     Ok((ctx_now - minutes * 60_000, ctx_now))
 }
 
-async fn load_snapshots<S: InstanceStore + SnapshotStore>(
+async fn load_snapshots<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
     id: &str,
@@ -125,7 +143,7 @@ async fn load_snapshots<S: InstanceStore + SnapshotStore>(
     Ok((id, snaps, from, to))
 }
 
-async fn snapshots<S: InstanceStore + SnapshotStore>(
+async fn snapshots<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
     id: &str,
@@ -137,7 +155,7 @@ async fn snapshots<S: InstanceStore + SnapshotStore>(
     ))
 }
 
-async fn instance_window<S: InstanceStore + SnapshotStore>(
+async fn instance_window<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
     id: &str,
@@ -184,7 +202,7 @@ struct CollectRequest {
 }
 
 /// Collects one instance now (outside the schedule) and stores the snapshot under the current time.
-async fn collect_now<S: InstanceStore + SnapshotStore>(
+async fn collect_now<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {

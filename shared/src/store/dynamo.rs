@@ -6,6 +6,10 @@
 
 use super::codec::{self, Layout};
 use super::{Health, InstanceStore, Registered, SnapshotStore, StoreError, StoredSnapshot};
+use crate::analyzer::{
+    AnalysisStore, GroupAnalysisRecord, GroupConfig, GroupRecommendation, InstanceAnalysisRecord,
+    RecommendationStatus,
+};
 use crate::instance::{Id, Instance};
 use crate::snapshot::Engine;
 use async_trait::async_trait;
@@ -20,6 +24,8 @@ use std::time::Duration;
 type Item = HashMap<String, AttributeValue>;
 
 const INSTANCES_PARTITION: &str = "INSTANCES";
+/// The largest slot the 15-digit sort key can order (year 33658).
+const SLOT_MAX_MS: i64 = 999_999_999_999_999;
 const BATCH_WRITE_MAX: usize = 25;
 const BATCH_GET_MAX: usize = 100;
 const UNPROCESSED_RETRIES: u32 = 8;
@@ -103,10 +109,88 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Unexpired snapshots of `id` with `from_ms <= slot_ms <= to_ms`, in slot order (`forward`) or
+    /// reverse, at most `want` of them. Expiry is checked here rather than in a filter expression,
+    /// because DynamoDB applies `Limit` before filters.
+    async fn query_snapshots(
+        &self,
+        id: &Id,
+        from_ms: i64,
+        to_ms: i64,
+        now_ms: i64,
+        forward: bool,
+        want: Option<usize>,
+    ) -> Result<Vec<StoredSnapshot>, StoreError> {
+        if from_ms > to_ms {
+            return Ok(Vec::new());
+        }
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", AttributeValue::S(instance_pk(id)))
+            .expression_attribute_values(":a", AttributeValue::S(snapshot_sk(from_ms)))
+            .expression_attribute_values(":b", AttributeValue::S(snapshot_sk(to_ms)))
+            .scan_index_forward(forward);
+        if let Some(n) = want {
+            // A few extra, in case the first ones have expired but not yet been deleted.
+            query = query.limit((n + 4) as i32);
+        }
+        let mut pages = query.into_paginator().items().send();
+        let now_s = now_ms / 1000;
+        let mut items = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(unavailable)?;
+            if n(&item, "expires_at")? <= now_s {
+                continue;
+            }
+            items.push(item);
+            if want.is_some_and(|w| items.len() >= w) {
+                break;
+            }
+        }
+        let mut hashes = HashSet::new();
+        for item in &items {
+            let refs = codec::referenced_layouts(b(item, "d")?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            hashes.extend(refs);
+        }
+        self.load_layouts(hashes).await?;
+        items
+            .iter()
+            .map(|item| self.decode_snapshot(id, item))
+            .collect()
+    }
+
+    fn decode_snapshot(&self, id: &Id, item: &Item) -> Result<StoredSnapshot, StoreError> {
+        let slot_ms = s(item, "sk")?
+            .strip_prefix("SNAP#")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| StoreError::Corrupt("snapshot key".into()))?;
+        let engine: Engine = s(item, "e")?
+            .parse()
+            .map_err(|e: crate::snapshot::UnknownEngine| StoreError::Corrupt(e.to_string()))?;
+        let models = codec::decode(b(item, "d")?, &|h| self.cached_layout(h))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(StoredSnapshot {
+            instance_id: id.clone(),
+            slot_ms,
+            scraped_at_ms: n(item, "t")?,
+            engine,
+            generation: s(item, "g")?.to_string(),
+            models,
+            partial: item.get("p").and_then(|v| v.as_s().ok()).cloned(),
+            expires_at: n(item, "expires_at")?,
+        })
+    }
+
     async fn ensure_layouts(&self, layouts: Vec<Layout>) -> Result<(), StoreError> {
+        // Many snapshots of a pass share layouts; a batch must not name one key twice.
+        let mut seen = HashSet::new();
         let new: Vec<Layout> = layouts
             .into_iter()
-            .filter(|l| self.cached_layout(l.hash).is_none())
+            .filter(|l| seen.insert(l.hash) && self.cached_layout(l.hash).is_none())
             .collect();
         if new.is_empty() {
             return Ok(());
@@ -197,7 +281,7 @@ fn layout_pk(hash: u64) -> String {
 
 /// Zero-padded so that the sort key orders as the number does.
 fn snapshot_sk(slot_ms: i64) -> String {
-    format!("SNAP#{:015}", slot_ms.max(0))
+    format!("SNAP#{:015}", slot_ms.clamp(0, SLOT_MAX_MS))
 }
 
 fn key(pk: &str, sk: &str) -> Item {
@@ -400,59 +484,252 @@ impl SnapshotStore for DynamoStore {
         to_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<StoredSnapshot>, StoreError> {
-        if from_ms > to_ms {
-            return Ok(Vec::new());
-        }
-        let mut pages = self
+        self.query_snapshots(id, from_ms, to_ms, now_ms, true, None)
+            .await
+    }
+
+    async fn first_snapshot_since(
+        &self,
+        id: &Id,
+        from_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self
+            .query_snapshots(id, from_ms, SLOT_MAX_MS, now_ms, true, Some(1))
+            .await?
+            .pop())
+    }
+
+    async fn last_snapshot_before(
+        &self,
+        id: &Id,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self
+            .query_snapshots(id, 0, to_ms, now_ms, false, Some(1))
+            .await?
+            .pop())
+    }
+}
+
+const ANALYSES_PARTITION: &str = "ANALYSES";
+const RECOMMENDATIONS_PARTITION: &str = "RECS";
+
+fn group_pk(group: &Id) -> String {
+    format!("GROUP#{group}")
+}
+
+fn rec_pk(id: &str) -> String {
+    format!("REC#{id}")
+}
+
+fn doc_of<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s(item, name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+fn to_doc<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    serde_json::to_string(v)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl DynamoStore {
+    async fn put_doc(&self, mut item: Item, doc: AttributeValue) -> Result<(), StoreError> {
+        item.insert("doc".into(), doc);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_doc(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .item)
+    }
+
+    async fn query_gsi(
+        &self,
+        partition: &str,
+        prefix: Option<String>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut q = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-            .filter_expression("expires_at > :now")
-            .expression_attribute_values(":pk", AttributeValue::S(instance_pk(id)))
-            .expression_attribute_values(":a", AttributeValue::S(snapshot_sk(from_ms)))
-            .expression_attribute_values(":b", AttributeValue::S(snapshot_sk(to_ms)))
-            .expression_attribute_values(":now", AttributeValue::N((now_ms / 1000).to_string()))
-            .into_paginator()
-            .items()
-            .send();
-        let mut items = Vec::new();
+            .index_name("gsi1")
+            .expression_attribute_values(":p", AttributeValue::S(partition.into()));
+        q = match prefix {
+            Some(p) => q
+                .key_condition_expression("gsi1pk = :p AND begins_with(gsi1sk, :g)")
+                .expression_attribute_values(":g", AttributeValue::S(p)),
+            None => q.key_condition_expression("gsi1pk = :p"),
+        };
+        let mut pages = q.into_paginator().items().send();
+        let mut out = Vec::new();
         while let Some(item) = pages.next().await {
-            items.push(item.map_err(unavailable)?);
+            out.push(item.map_err(unavailable)?);
         }
-        let mut hashes = HashSet::new();
-        for item in &items {
-            let refs = codec::referenced_layouts(b(item, "d")?)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            hashes.extend(refs);
-        }
-        self.load_layouts(hashes).await?;
-        items
+        Ok(out)
+    }
+
+    fn recommendation_from(item: &Item) -> Result<GroupRecommendation, StoreError> {
+        let mut rec: GroupRecommendation = doc_of(item, "doc")?;
+        rec.status = match item
+            .get("status")
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+        {
+            Some("IN_WORKFLOW") => RecommendationStatus::InWorkflow,
+            _ => RecommendationStatus::Open,
+        };
+        rec.workflow_id = item.get("workflow_id").and_then(|v| v.as_s().ok()).cloned();
+        rec.first_seen_ms = n(item, "first_seen_ms")?;
+        rec.last_seen_ms = n(item, "last_seen_ms")?;
+        Ok(rec)
+    }
+}
+
+#[async_trait]
+impl AnalysisStore for DynamoStore {
+    async fn group_config(&self, group: &Id) -> Result<Option<GroupConfig>, StoreError> {
+        self.get_doc(&group_pk(group), "CONFIG")
+            .await?
+            .map(|item| doc_of(&item, "doc"))
+            .transpose()
+    }
+
+    async fn put_group_config(&self, group: &Id, config: &GroupConfig) -> Result<(), StoreError> {
+        self.put_doc(key(&group_pk(group), "CONFIG"), to_doc(config)?)
+            .await
+    }
+
+    async fn put_instance_analysis(&self, a: &InstanceAnalysisRecord) -> Result<(), StoreError> {
+        let mut item = key(&instance_pk(&a.instance_id), "ANALYSIS");
+        item.insert(
+            "gsi1pk".into(),
+            AttributeValue::S(ANALYSES_PARTITION.into()),
+        );
+        item.insert(
+            "gsi1sk".into(),
+            AttributeValue::S(format!("{}#{}", a.group, a.instance_id)),
+        );
+        self.put_doc(item, to_doc(a)?).await
+    }
+
+    async fn instance_analysis(
+        &self,
+        id: &Id,
+    ) -> Result<Option<InstanceAnalysisRecord>, StoreError> {
+        self.get_doc(&instance_pk(id), "ANALYSIS")
+            .await?
+            .map(|item| doc_of(&item, "doc"))
+            .transpose()
+    }
+
+    async fn list_instance_analyses(
+        &self,
+        group: Option<&Id>,
+    ) -> Result<Vec<InstanceAnalysisRecord>, StoreError> {
+        self.query_gsi(ANALYSES_PARTITION, group.map(|g| format!("{g}#")))
+            .await?
             .iter()
-            .map(|item| {
-                let slot_ms = s(item, "sk")?
-                    .strip_prefix("SNAP#")
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt("snapshot key".into()))?;
-                let engine: Engine =
-                    s(item, "e")?
-                        .parse()
-                        .map_err(|e: crate::snapshot::UnknownEngine| {
-                            StoreError::Corrupt(e.to_string())
-                        })?;
-                let models = codec::decode(b(item, "d")?, &|h| self.cached_layout(h))
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(StoredSnapshot {
-                    instance_id: id.clone(),
-                    slot_ms,
-                    scraped_at_ms: n(item, "t")?,
-                    engine,
-                    generation: s(item, "g")?.to_string(),
-                    models,
-                    partial: item.get("p").and_then(|v| v.as_s().ok()).cloned(),
-                    expires_at: n(item, "expires_at")?,
-                })
-            })
+            .map(|item| doc_of(item, "doc"))
             .collect()
+    }
+
+    async fn put_group_analysis(&self, a: &GroupAnalysisRecord) -> Result<(), StoreError> {
+        self.put_doc(key(&group_pk(&a.group), "ANALYSIS"), to_doc(a)?)
+            .await
+    }
+
+    async fn group_analysis(&self, group: &Id) -> Result<Option<GroupAnalysisRecord>, StoreError> {
+        self.get_doc(&group_pk(group), "ANALYSIS")
+            .await?
+            .map(|item| doc_of(&item, "doc"))
+            .transpose()
+    }
+
+    async fn upsert_recommendations(&self, recs: &[GroupRecommendation]) -> Result<(), StoreError> {
+        for r in recs {
+            // The analysis owns the document and last-seen time; a workflow owns the status, so
+            // a re-analysis never resets a recommendation that is being rolled out.
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&rec_pk(&r.id), "META")))
+                .update_expression(
+                    "SET doc = :doc, last_seen_ms = :now, gsi1pk = :p, gsi1sk = :s, \
+                     first_seen_ms = if_not_exists(first_seen_ms, :now), \
+                     #status = if_not_exists(#status, :open)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":doc", to_doc(r)?)
+                .expression_attribute_values(":now", AttributeValue::N(r.last_seen_ms.to_string()))
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(RECOMMENDATIONS_PARTITION.into()),
+                )
+                .expression_attribute_values(
+                    ":s",
+                    AttributeValue::S(format!("{}#{}", r.group, r.id)),
+                )
+                .expression_attribute_values(":open", AttributeValue::S("OPEN".into()))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn recommendations(
+        &self,
+        group: Option<&Id>,
+    ) -> Result<Vec<GroupRecommendation>, StoreError> {
+        self.query_gsi(RECOMMENDATIONS_PARTITION, group.map(|g| format!("{g}#")))
+            .await?
+            .iter()
+            .map(Self::recommendation_from)
+            .collect()
+    }
+
+    async fn recommendation(&self, id: &str) -> Result<Option<GroupRecommendation>, StoreError> {
+        self.get_doc(&rec_pk(id), "META")
+            .await?
+            .as_ref()
+            .map(Self::recommendation_from)
+            .transpose()
+    }
+
+    async fn mark_recommendation(&self, id: &str, workflow_id: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&rec_pk(id), "META")))
+            .update_expression("SET #status = :s, workflow_id = :w")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":s", AttributeValue::S("IN_WORKFLOW".into()))
+            .expression_attribute_values(":w", AttributeValue::S(workflow_id.into()))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional_failure(&e) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

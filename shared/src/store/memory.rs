@@ -2,6 +2,10 @@
 //! place of DynamoDB on the deployed path.
 
 use super::{Health, InstanceStore, Registered, SnapshotStore, StoreError, StoredSnapshot};
+use crate::analyzer::{
+    AnalysisStore, GroupAnalysisRecord, GroupConfig, GroupRecommendation, InstanceAnalysisRecord,
+    RecommendationStatus,
+};
 use crate::instance::{Id, Instance};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -16,6 +20,10 @@ pub struct MemoryStore {
 struct Inner {
     instances: BTreeMap<Id, Registered>,
     snapshots: BTreeMap<(Id, i64), StoredSnapshot>,
+    group_configs: BTreeMap<Id, GroupConfig>,
+    instance_analyses: BTreeMap<Id, InstanceAnalysisRecord>,
+    group_analyses: BTreeMap<Id, GroupAnalysisRecord>,
+    recommendations: BTreeMap<String, GroupRecommendation>,
 }
 
 impl MemoryStore {
@@ -118,5 +126,132 @@ impl SnapshotStore for MemoryStore {
             .filter(|s| s.expires_at * 1000 > now_ms)
             .cloned()
             .collect())
+    }
+
+    async fn first_snapshot_since(
+        &self,
+        id: &Id,
+        from_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self
+            .lock()
+            .snapshots
+            .range((id.clone(), from_ms)..=(id.clone(), i64::MAX))
+            .map(|(_, s)| s)
+            .find(|s| s.expires_at * 1000 > now_ms)
+            .cloned())
+    }
+
+    async fn last_snapshot_before(
+        &self,
+        id: &Id,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self
+            .lock()
+            .snapshots
+            .range((id.clone(), i64::MIN)..=(id.clone(), to_ms))
+            .map(|(_, s)| s)
+            .rev()
+            .find(|s| s.expires_at * 1000 > now_ms)
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl AnalysisStore for MemoryStore {
+    async fn group_config(&self, group: &Id) -> Result<Option<GroupConfig>, StoreError> {
+        Ok(self.lock().group_configs.get(group).cloned())
+    }
+
+    async fn put_group_config(&self, group: &Id, config: &GroupConfig) -> Result<(), StoreError> {
+        self.lock()
+            .group_configs
+            .insert(group.clone(), config.clone());
+        Ok(())
+    }
+
+    async fn put_instance_analysis(&self, a: &InstanceAnalysisRecord) -> Result<(), StoreError> {
+        self.lock()
+            .instance_analyses
+            .insert(a.instance_id.clone(), a.clone());
+        Ok(())
+    }
+
+    async fn instance_analysis(
+        &self,
+        id: &Id,
+    ) -> Result<Option<InstanceAnalysisRecord>, StoreError> {
+        Ok(self.lock().instance_analyses.get(id).cloned())
+    }
+
+    async fn list_instance_analyses(
+        &self,
+        group: Option<&Id>,
+    ) -> Result<Vec<InstanceAnalysisRecord>, StoreError> {
+        let mut v: Vec<_> = self
+            .lock()
+            .instance_analyses
+            .values()
+            .filter(|a| group.is_none_or(|g| &a.group == g))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (&a.group, &a.instance_id).cmp(&(&b.group, &b.instance_id)));
+        Ok(v)
+    }
+
+    async fn put_group_analysis(&self, a: &GroupAnalysisRecord) -> Result<(), StoreError> {
+        self.lock()
+            .group_analyses
+            .insert(a.group.clone(), a.clone());
+        Ok(())
+    }
+
+    async fn group_analysis(&self, group: &Id) -> Result<Option<GroupAnalysisRecord>, StoreError> {
+        Ok(self.lock().group_analyses.get(group).cloned())
+    }
+
+    async fn upsert_recommendations(&self, recs: &[GroupRecommendation]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for r in recs {
+            let mut new = r.clone();
+            if let Some(old) = g.recommendations.get(&r.id) {
+                new.status = old.status;
+                new.workflow_id = old.workflow_id.clone();
+                new.first_seen_ms = old.first_seen_ms;
+            }
+            g.recommendations.insert(r.id.clone(), new);
+        }
+        Ok(())
+    }
+
+    async fn recommendations(
+        &self,
+        group: Option<&Id>,
+    ) -> Result<Vec<GroupRecommendation>, StoreError> {
+        Ok(self
+            .lock()
+            .recommendations
+            .values()
+            .filter(|r| group.is_none_or(|g| &r.group == g))
+            .cloned()
+            .collect())
+    }
+
+    async fn recommendation(&self, id: &str) -> Result<Option<GroupRecommendation>, StoreError> {
+        Ok(self.lock().recommendations.get(id).cloned())
+    }
+
+    async fn mark_recommendation(&self, id: &str, workflow_id: &str) -> Result<bool, StoreError> {
+        match self.lock().recommendations.get_mut(id) {
+            Some(r) => {
+                r.status = RecommendationStatus::InWorkflow;
+                r.workflow_id = Some(workflow_id.to_string());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 }

@@ -91,4 +91,18 @@ pub trait SnapshotStore: Send + Sync {
         to_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<StoredSnapshot>, StoreError>;
+    /// The oldest unexpired snapshot with `slot_ms >= from_ms` (a window's start).
+    async fn first_snapshot_since(
+        &self,
+        id: &Id,
+        from_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError>;
+    /// The newest unexpired snapshot with `slot_ms <= to_ms` (a window's end).
+    async fn last_snapshot_before(
+        &self,
+        id: &Id,
+        to_ms: i64,
+        now_ms: i64,
+    ) -> Result<Option<StoredSnapshot>, StoreError>;
 }
