@@ -14,7 +14,9 @@ use std::time::{Duration, SystemTime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile): {0}")]
+    #[error(
+        "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile): {0}"
+    )]
     Credentials(String),
     #[error("the API URL {0:?} is not valid")]
     BadUrl(String),

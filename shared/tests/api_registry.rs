@@ -25,7 +25,12 @@ fn ctx() -> ApiContext<MemoryStore> {
     }
 }
 
-async fn call(ctx: &ApiContext<MemoryStore>, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+async fn call(
+    ctx: &ApiContext<MemoryStore>,
+    method: Method,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value) {
     let (path, query) = match path.split_once('?') {
         Some((p, q)) => (
             p,
@@ -69,7 +74,13 @@ async fn an_instance_is_created_listed_fetched_and_deleted() {
     assert_eq!(body["engine"], "vllm");
     assert_eq!(body["created_at_ms"], now());
 
-    call(&ctx, Method::POST, "/api/v1/instances", &vllm("v2", "batch")).await;
+    call(
+        &ctx,
+        Method::POST,
+        "/api/v1/instances",
+        &vllm("v2", "batch"),
+    )
+    .await;
     let (_, list) = call(&ctx, Method::GET, "/api/v1/instances", "").await;
     assert_eq!(list["count"], 2);
     let (_, chat) = call(&ctx, Method::GET, "/api/v1/instances?group=chat", "").await;
@@ -139,7 +150,11 @@ async fn invalid_bodies_get_clear_4xx_errors_never_500() {
     ];
     for (body, status, code) in cases {
         let (s, err) = call(&ctx, Method::POST, "/api/v1/instances", body).await;
-        assert_eq!((s, err["code"].as_str()), (status, Some(code)), "{body}: {err}");
+        assert_eq!(
+            (s, err["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {err}"
+        );
         assert!(!err["message"].as_str().unwrap_or("").is_empty());
     }
     let (_, list) = call(&ctx, Method::GET, "/api/v1/instances", "").await;
@@ -182,10 +197,22 @@ async fn health_answers_with_the_service_name() {
 async fn windows_of_an_instance_without_snapshots_say_so() {
     let ctx = ctx();
     call(&ctx, Method::POST, "/api/v1/instances", &vllm("v1", "chat")).await;
-    let (s, body) = call(&ctx, Method::GET, "/api/v1/instances/v1/window?minutes=10", "").await;
+    let (s, body) = call(
+        &ctx,
+        Method::GET,
+        "/api/v1/instances/v1/window?minutes=10",
+        "",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["snapshots"], 0);
-    let (s, _) = call(&ctx, Method::GET, "/api/v1/instances/v1/window?minutes=0", "").await;
+    let (s, _) = call(
+        &ctx,
+        Method::GET,
+        "/api/v1/instances/v1/window?minutes=0",
+        "",
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call(&ctx, Method::GET, "/api/v1/instances/zz/window", "").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -200,7 +227,13 @@ async fn collecting_an_unreachable_instance_is_a_bad_gateway_with_the_reason() {
     let body = json!({"id": "dead", "engine": "tgi", "metrics_url": format!("http://127.0.0.1:{port}/metrics")});
     let (s, _) = call(&ctx, Method::POST, "/api/v1/instances", &body.to_string()).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, err) = call(&ctx, Method::POST, "/api/v1/metrics/collect", r#"{"instance_id":"dead"}"#).await;
+    let (s, err) = call(
+        &ctx,
+        Method::POST,
+        "/api/v1/metrics/collect",
+        r#"{"instance_id":"dead"}"#,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY);
     assert_eq!(err["code"], "scrape_failed");
     assert_eq!(err["details"]["kind"], "connect");

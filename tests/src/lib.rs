@@ -51,7 +51,12 @@ impl Stack {
                 )
             })
             .collect();
-        for k in ["API_URL", "TABLE_NAME", "COLLECTOR_FUNCTION_NAME", "AWS_ENDPOINT_URL"] {
+        for k in [
+            "API_URL",
+            "TABLE_NAME",
+            "COLLECTOR_FUNCTION_NAME",
+            "AWS_ENDPOINT_URL",
+        ] {
             if !vars.contains_key(k) {
                 bail!("{} has no {k}", path.display());
             }
@@ -60,7 +65,10 @@ impl Stack {
             .get("AWS_REGION")
             .cloned()
             .unwrap_or_else(|| "us-east-1".into());
-        let key = vars.get("AWS_ACCESS_KEY_ID").cloned().unwrap_or_else(|| "test".into());
+        let key = vars
+            .get("AWS_ACCESS_KEY_ID")
+            .cloned()
+            .unwrap_or_else(|| "test".into());
         let secret = vars
             .get("AWS_SECRET_ACCESS_KEY")
             .cloned()
@@ -106,7 +114,8 @@ impl Stack {
     }
 
     pub async fn invoke_collector(&self, payload: &Value) -> Result<Value> {
-        self.invoke(self.var("COLLECTOR_FUNCTION_NAME"), payload).await
+        self.invoke(self.var("COLLECTOR_FUNCTION_NAME"), payload)
+            .await
     }
 }
 

@@ -42,7 +42,10 @@ fn now_ms() -> i64 {
 
 /// Removes every registered instance, so a test starts from an empty registry.
 async fn clear_registry(stack: &Stack) -> Result<()> {
-    let (_, list) = stack.api.call(Method::GET, "/api/v1/instances", None).await?;
+    let (_, list) = stack
+        .api
+        .call(Method::GET, "/api/v1/instances", None)
+        .await?;
     for i in list["instances"].as_array().cloned().unwrap_or_default() {
         let id = i["id"].as_str().unwrap_or_default();
         stack
@@ -83,7 +86,10 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
     for (id, engine, group, _) in &instances {
         register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
     }
-    let (status, list) = stack.api.call(Method::GET, "/api/v1/instances", None).await?;
+    let (status, list) = stack
+        .api
+        .call(Method::GET, "/api/v1/instances", None)
+        .await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["count"], instances.len());
 
@@ -104,7 +110,11 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
     for (id, engine, _, model) in &instances {
         let (status, snaps) = stack
             .api
-            .call(Method::GET, &format!("/api/v1/instances/{id}/snapshots?minutes=10"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v1/instances/{id}/snapshots?minutes=10"),
+                None,
+            )
             .await?;
         assert_eq!(status, StatusCode::OK, "{snaps}");
         assert_eq!(snaps["count"], 3, "{id}: {snaps}");
@@ -114,19 +124,27 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
 
         let (status, window) = stack
             .api
-            .call(Method::GET, &format!("/api/v1/instances/{id}/window?minutes=10"), None)
+            .call(
+                Method::GET,
+                &format!("/api/v1/instances/{id}/window?minutes=10"),
+                None,
+            )
             .await?;
         assert_eq!(status, StatusCode::OK, "{window}");
         let w = &window["models"][0];
         let tokens = w["generation_tokens_per_s"].as_f64().unwrap_or(0.0);
         assert!(tokens > 0.0, "{id} generated no tokens: {window}");
         assert!(
-            w["window"]["histograms"]["e2e_latency_seconds"]["quantiles"]["p95"].as_f64().is_some(),
+            w["window"]["histograms"]["e2e_latency_seconds"]["quantiles"]["p95"]
+                .as_f64()
+                .is_some(),
             "{id}: {window}"
         );
         if engine != "tgi" {
             assert!(
-                w["window"]["histograms"]["ttft_seconds"]["quantiles"]["p50"].as_f64().is_some(),
+                w["window"]["histograms"]["ttft_seconds"]["quantiles"]["p50"]
+                    .as_f64()
+                    .is_some(),
                 "{id}: {window}"
             );
         }
@@ -168,7 +186,11 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
         .await?;
     let (_, snaps) = stack
         .api
-        .call(Method::GET, &format!("/api/v1/instances/{id}/snapshots?minutes=10"), None)
+        .call(
+            Method::GET,
+            &format!("/api/v1/instances/{id}/snapshots?minutes=10"),
+            None,
+        )
         .await?;
     assert_eq!(snaps["count"], 3);
 
@@ -284,7 +306,10 @@ async fn the_api_refuses_unsigned_requests_and_bad_input_with_clear_errors() -> 
         .call(Method::GET, "/api/v1/instances", None)
         .await?;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, body) = stack.unsigned_api.call(Method::GET, "/api/v1/health", None).await?;
+    let (status, body) = stack
+        .unsigned_api
+        .call(Method::GET, "/api/v1/health", None)
+        .await?;
     assert_eq!(status, StatusCode::OK, "liveness is open: {body}");
 
     let (status, err) = stack
