@@ -24,6 +24,7 @@ pub struct Config {
     /// How far back the analyzer's bottleneck rules look.
     pub analysis_window_minutes: i64,
     pub collector_function_name: Option<String>,
+    pub state_machine_arn: Option<String>,
     pub approver_principals: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
 }
@@ -121,6 +122,7 @@ impl Config {
             shard_size: shard_size as usize,
             analysis_window_minutes: analysis_window as i64,
             collector_function_name: get("COLLECTOR_FUNCTION_NAME").map(String::from),
+            state_machine_arn: get("STATE_MACHINE_ARN").map(String::from),
             approver_principals: list("APPROVER_PRINCIPALS"),
             cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),
         })

@@ -2,6 +2,7 @@
 //! recommendations, the workflow model, and the adapters (DynamoDB, HTTP) behind their ports.
 
 pub mod analysis;
+pub mod analyzer;
 pub mod api;
 pub mod breaker;
 pub mod cli;
@@ -15,10 +16,9 @@ pub mod instance;
 pub mod lambda_invoke;
 pub mod netguard;
 pub mod optimize;
-pub mod orchestrator;
+pub mod probe;
 pub mod promtext;
 pub mod scrape;
 pub mod snapshot;
 pub mod store;
 pub mod window;
-pub mod workflow;

@@ -22,6 +22,8 @@ fn ctx() -> ApiContext<MemoryStore> {
         snapshot_ttl_hours: 48,
         service: "performance-agent".into(),
         now_ms: now,
+        probe: Arc::new(perfagent::probe::NoDependencies),
+        emit_emf: false,
     }
 }
 

@@ -5,6 +5,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 use perfagent::api::{self, ApiContext, ApiRequest};
 use perfagent::config::Config;
+use perfagent::probe::AwsProbe;
 use perfagent::scrape::Scraper;
 use perfagent::store::dynamo::DynamoStore;
 use std::sync::Arc;
@@ -43,6 +44,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let config = Config::from_env()?;
     let sdk = perfagent_functions::aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+    let probe = AwsProbe {
+        store: store.clone(),
+        sfn: aws_sdk_sfn::Client::new(&sdk),
+        state_machine_arn: config.state_machine_arn.clone(),
+    };
     let ctx = ApiContext {
         store: Arc::new(store),
         guard: config.guard.clone(),
@@ -50,6 +56,8 @@ async fn main() -> Result<(), lambda_http::Error> {
         snapshot_ttl_hours: config.collector.snapshot_ttl_hours,
         service: config.service_name.clone(),
         now_ms: perfagent::clock::now_ms,
+        probe: Arc::new(probe),
+        emit_emf: true,
     };
     let ctx = &ctx;
     lambda_http::run(service_fn(move |req: Request| {

@@ -8,6 +8,7 @@
 mod analysis_routes;
 mod error;
 mod routes;
+pub mod telemetry;
 
 pub use error::ApiError;
 
@@ -30,6 +31,9 @@ pub struct ApiContext<S> {
     pub snapshot_ttl_hours: i64,
     pub service: String,
     pub now_ms: fn() -> i64,
+    pub probe: Arc<dyn crate::probe::HealthProbe>,
+    /// Write one CloudWatch EMF line per request to stdout (on Lambda; off in tests and benchmarks).
+    pub emit_emf: bool,
 }
 
 /// One request, already taken out of its transport.
@@ -57,6 +61,8 @@ pub async fn handle<S>(ctx: &ApiContext<S>, req: ApiRequest) -> Response<String>
 where
     S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
 {
+    let started = std::time::Instant::now();
+    let route = telemetry::route_template(&req.path);
     let result = if req.body.len() > MAX_BODY_BYTES {
         Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -66,15 +72,46 @@ where
     } else {
         routes::route(ctx, &req).await
     };
-    match result {
-        Ok((status, body)) => json_response(status, body.to_string()),
+    let (resp, error_code) = match result {
+        Ok(Reply::Json(status, body)) => (json_response(status, body.to_string()), None),
+        Ok(Reply::Text(body)) => {
+            let mut resp = Response::new(body);
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            (resp, None)
+        }
         Err(e) => {
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, path = %req.path, "request failed");
             }
-            json_response(e.status, e.body().to_string())
+            (json_response(e.status, e.body().to_string()), Some(e.code))
         }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let status = resp.status().as_u16();
+    telemetry::record(&route, req.method.as_str(), status, error_code, seconds);
+    if ctx.emit_emf {
+        println!(
+            "{}",
+            telemetry::emf_line(
+                &route,
+                req.method.as_str(),
+                status,
+                error_code.is_some(),
+                seconds,
+                (ctx.now_ms)()
+            )
+        );
     }
+    resp
+}
+
+/// What a route answers: JSON (the rule) or plain text (the Prometheus exposition).
+pub(crate) enum Reply {
+    Json(StatusCode, serde_json::Value),
+    Text(String),
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<String> {

@@ -2,7 +2,7 @@
 
 use super::analysis_routes as analysis;
 use super::error::parse_body;
-use super::{ApiContext, ApiError, ApiRequest};
+use super::{ApiContext, ApiError, ApiRequest, Reply};
 use crate::analyzer::AnalysisStore;
 use crate::collect::normalize_body;
 use crate::instance::{Id, NewInstance};
@@ -16,7 +16,31 @@ pub(super) type Routed = Result<(StatusCode, Value), ApiError>;
 /// The longest window a caller may ask for, in minutes (a day: the snapshots' TTL is two).
 const MAX_WINDOW_MINUTES: i64 = 24 * 60;
 
-pub(super) async fn route<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
+pub(super) async fn route<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Result<Reply, ApiError>
+where
+    S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
+{
+    if req.path.trim_end_matches('/') == "/api/v1/metrics" {
+        return if req.method == Method::GET {
+            Ok(Reply::Text(super::telemetry::prometheus_text(None)))
+        } else {
+            Err(method_not_allowed(req))
+        };
+    }
+    route_json(ctx, req)
+        .await
+        .map(|(status, body)| Reply::Json(status, body))
+}
+
+fn method_not_allowed(req: &ApiRequest) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method, req.path),
+    )
+}
+
+async fn route_json<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
 {
@@ -29,6 +53,7 @@ where
             StatusCode::OK,
             json!({"status": "ok", "service": ctx.service, "version": env!("CARGO_PKG_VERSION")}),
         )),
+        (&Method::GET, ["health", "detailed"]) => health_detailed(ctx).await,
         (&Method::GET, ["instances"]) => list_instances(ctx, req).await,
         (&Method::POST, ["instances"]) => create_instance(ctx, req).await,
         (&Method::GET, ["instances", id]) => get_instance(ctx, id).await,
@@ -50,13 +75,26 @@ where
         | (_, ["instances", _, "snapshots" | "window"])
         | (_, ["analysis", "detect-bottlenecks"] | ["optimization", "recommend"])
         | (_, ["bottlenecks"] | ["recommendations"] | ["recommendations", _])
-        | (_, ["groups", _, "config" | "analysis"]) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed on {}", req.method, req.path),
-        )),
+        | (_, ["groups", _, "config" | "analysis"])
+        | (_, ["health", "detailed"]) => Err(method_not_allowed(req)),
         _ => Err(ApiError::not_found(format!("route {}", req.path))),
     }
+}
+
+/// Readiness: every dependency answers. 503 when one does not, so a load balancer can act on it.
+async fn health_detailed<S>(ctx: &ApiContext<S>) -> Routed {
+    let checks = ctx.probe.checks().await;
+    let ok = checks.iter().all(|c| c.ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        status,
+        json!({"status": if ok { "ok" } else { "degraded" }, "service": ctx.service,
+               "version": env!("CARGO_PKG_VERSION"), "checks": checks}),
+    ))
 }
 
 pub(super) fn path_id(kind: &'static str, raw: &str) -> Result<Id, ApiError> {
