@@ -6,7 +6,8 @@
 //! Observations come from samples: for each instance, each pair of consecutive samples is one
 //! interval, summarized like a Grafana panel (`window::summarize`: histogram p95 from bucket
 //! deltas, counter rates with resets handled). Every (instance, model, interval) gives one value
-//! per metric, pooled per side.
+//! per metric, pooled per side; an interval in which no request finished is skipped (an idle
+//! canary is no evidence, and must not pass on throughputs of 0 against 0).
 
 use super::model::{Role, Sample};
 use super::stats::{self, MannWhitney, TestMethod};
@@ -291,6 +292,9 @@ pub fn observations(samples: &[Sample]) -> Observations {
                         metrics: mb,
                     },
                 ]);
+                if idle(&w) {
+                    continue;
+                }
                 for metric in JudgeMetric::ALL {
                     if let Some(v) = metric.of(&w).filter(|v| v.is_finite()) {
                         out.values.entry((b.role, metric)).or_default().push(v);
@@ -300,6 +304,18 @@ pub fn observations(samples: &[Sample]) -> Observations {
         }
     }
     out
+}
+
+/// An interval in which the engine's request counters say nothing finished: it says nothing
+/// about serving either (its throughput and preemptions are 0 on any config), so it is not an
+/// observation. Without request counters the interval is kept.
+fn idle(w: &window::WindowStats) -> bool {
+    let ok = w.rate(Canonical::RequestSuccessTotal);
+    let bad = w.rate(Canonical::RequestFailureTotal);
+    match (ok, bad) {
+        (None, None) => false,
+        (ok, bad) => ok.unwrap_or(0.0) + bad.unwrap_or(0.0) <= 0.0,
+    }
 }
 
 /// Classifies one metric from the two sides' raw values.
