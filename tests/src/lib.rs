@@ -7,11 +7,38 @@
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use perfagent::client::ApiClient;
-use perfagent_sim::fleet::{Fault, Fleet, FleetSpec};
+use perfagent_sim::fleet::{Fault, Fleet, FleetSpec, Scenario};
 use perfagent_sim::server::{router, AppState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// An RFC 3339 UTC time (`2026-11-27T23:40:00Z`), as EventBridge writes a scheduled event's `time`.
+pub fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn now_ms() -> i64 {
+    perfagent::clock::now_ms()
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -171,6 +198,17 @@ impl Sim {
 
     pub fn advance(&self, seconds: f64) {
         self.state.lock().advance(seconds);
+    }
+
+    /// Runs a simulator scenario (`{"name":"load_spike","group":"chat-prod","factor":4}` …).
+    pub fn scenario(&self, json: &str) -> Result<Vec<String>> {
+        let s = Scenario::from_json(json.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = self
+            .state
+            .lock()
+            .scenario(&s)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(r.affected)
     }
 
     pub fn set_fault(&self, id: &str, fault_json: &str) -> Result<()> {

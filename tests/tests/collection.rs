@@ -8,53 +8,9 @@
 use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use http::{Method, StatusCode};
-use perfagent_e2e::{Sim, Stack};
+use perfagent_e2e::{now_ms, rfc3339, Sim, Stack};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Removes every registered instance, so a test starts from an empty registry.
-async fn clear_registry(stack: &Stack) -> Result<()> {
-    let (_, list) = stack
-        .api
-        .call(Method::GET, "/api/v1/instances", None)
-        .await?;
-    for i in list["instances"].as_array().cloned().unwrap_or_default() {
-        let id = i["id"].as_str().unwrap_or_default();
-        stack
-            .api
-            .call(Method::DELETE, &format!("/api/v1/instances/{id}"), None)
-            .await?;
-    }
-    Ok(())
-}
+use std::time::Duration;
 
 async fn register(stack: &Stack, id: &str, engine: &str, group: &str, url: &str) -> Result<()> {
     let (status, body) = stack
@@ -79,7 +35,7 @@ fn inline_report(out: &Value, pass: usize) -> &Value {
 async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows() -> Result<()> {
     let stack = Stack::connect().await?;
     let sim = Sim::start().await?;
-    clear_registry(&stack).await?;
+    stack.clear_registry().await?;
 
     let instances = sim.instances();
     assert!(instances.len() >= 6);
@@ -194,14 +150,14 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
         .await?;
     assert_eq!(snaps["count"], 3);
 
-    clear_registry(&stack).await
+    stack.clear_registry().await
 }
 
 #[tokio::test]
 async fn dead_slow_garbage_and_huge_servers_are_marked_and_the_rest_collected() -> Result<()> {
     let stack = Stack::connect().await?;
     let sim = Sim::start().await?;
-    clear_registry(&stack).await?;
+    stack.clear_registry().await?;
     let instances = sim.instances();
     let mut faulty = Vec::new();
     for (i, (id, engine, group, _)) in instances.iter().enumerate() {
@@ -250,14 +206,14 @@ async fn dead_slow_garbage_and_huge_servers_are_marked_and_the_rest_collected() 
     assert_eq!(inst["health"]["last_error_kind"], "connect", "{inst}");
     assert_eq!(inst["health"]["breaker"]["consecutive_failures"], 1);
 
-    clear_registry(&stack).await
+    stack.clear_registry().await
 }
 
 #[tokio::test]
 async fn a_fleet_larger_than_a_shard_is_fanned_out_and_every_instance_collected() -> Result<()> {
     let stack = Stack::connect().await?;
     let sim = Sim::start().await?;
-    clear_registry(&stack).await?;
+    stack.clear_registry().await?;
     let instances = sim.instances();
     for (id, engine, group, _) in &instances {
         register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
@@ -295,7 +251,7 @@ async fn a_fleet_larger_than_a_shard_is_fanned_out_and_every_instance_collected(
         }
     }
     assert!(missing.is_empty(), "never collected: {missing:?}");
-    clear_registry(&stack).await
+    stack.clear_registry().await
 }
 
 #[tokio::test]
