@@ -104,15 +104,48 @@ impl Fault {
     }
 }
 
+/// A copy of what rendering an instance needs, taken under the fleet lock so that the text
+/// itself can be produced after the lock is released (scrapes then render on every core).
+#[derive(Debug, Clone)]
+pub struct Frozen {
+    generation: Generation,
+    model: String,
+    cores: Vec<Stats>,
+    config: EngineConfig,
+    hardware: Hardware,
+    derived: Derived,
+    started_unix: f64,
+    uptime_s: f64,
+    pad_adapters: u32,
+    pid: u32,
+}
+
+impl Frozen {
+    pub fn render(&self) -> String {
+        render::render(&RenderInput {
+            generation: self.generation,
+            model: &self.model,
+            cores: self.cores.iter().collect(),
+            config: &self.config,
+            hardware: &self.hardware,
+            derived: &self.derived,
+            started_unix: self.started_unix,
+            uptime_s: self.uptime_s,
+            pad_adapters: self.pad_adapters,
+            pid: self.pid,
+        })
+    }
+}
+
 /// What a scrape of one instance should produce, decided under the fleet lock.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum ScrapeOutcome {
-    Metrics(String),
+    Metrics(Box<Frozen>),
     /// The server is not up (fault `down`, a flap's bad phase, or a config it cannot start with).
     Unavailable(String),
     Slow {
         seconds: f64,
-        body: String,
+        body: Box<Frozen>,
     },
     Garbage {
         seed: u64,
@@ -304,9 +337,29 @@ impl Instance {
             started_unix: epoch_unix + self.started_at,
             uptime_s: self.uptime(fleet_now),
             pad_adapters: pad,
-            pid: 1000 + (stable_hash(&self.id) % 60_000) as u32,
+            pid: self.pid(),
         };
         render::render(&input)
+    }
+
+    fn pid(&self) -> u32 {
+        1000 + (stable_hash(&self.id) % 60_000) as u32
+    }
+
+    /// Everything needed to render this instance later, without the fleet lock.
+    pub fn freeze(&self, epoch_unix: f64, fleet_now: f64) -> Frozen {
+        Frozen {
+            generation: self.generation,
+            model: self.model.clone(),
+            cores: self.cores.iter().map(|c| c.stats.clone()).collect(),
+            config: self.config.clone(),
+            hardware: self.hardware.clone(),
+            derived: self.derived.clone(),
+            started_unix: epoch_unix + self.started_at,
+            uptime_s: self.uptime(fleet_now),
+            pad_adapters: self.pad_adapters,
+            pid: self.pid(),
+        }
     }
 
     /// Sizes the `--payload-kb` padding so the body is about `target_kb` (vLLM V1 and 0.10
@@ -334,11 +387,11 @@ impl Instance {
         }
         let fault = self.fault.and_then(|f| f.fault.map(|k| (k, f)));
         match fault {
-            None => ScrapeOutcome::Metrics(self.render(epoch_unix, fleet_now)),
+            None => ScrapeOutcome::Metrics(Box::new(self.freeze(epoch_unix, fleet_now))),
             Some((FaultKind::Down, _)) => ScrapeOutcome::Unavailable("fault: down".into()),
             Some((FaultKind::Slow, f)) => ScrapeOutcome::Slow {
                 seconds: f.slow_seconds,
-                body: self.render(epoch_unix, fleet_now),
+                body: Box::new(self.freeze(epoch_unix, fleet_now)),
             },
             Some((FaultKind::Garbage, _)) => ScrapeOutcome::Garbage {
                 seed: stable_hash(&self.id) ^ self.scrapes,
@@ -350,7 +403,7 @@ impl Instance {
                 // Scrapes 1..=N good, N+1..=2N bad, and so on.
                 let phase = (self.fault_scrapes - 1) / u64::from(f.flap_every);
                 if phase % 2 == 0 {
-                    ScrapeOutcome::Metrics(self.render(epoch_unix, fleet_now))
+                    ScrapeOutcome::Metrics(Box::new(self.freeze(epoch_unix, fleet_now)))
                 } else {
                     ScrapeOutcome::Unavailable("fault: flap (bad phase)".into())
                 }
@@ -556,6 +609,8 @@ pub struct Fleet {
     pub epoch_unix: f64,
     /// Simulated seconds since start.
     now: f64,
+    /// Model steps taken; `now` is derived from it so that time does not drift.
+    steps: u64,
     instances: BTreeMap<String, Instance>,
     /// `--payload-kb` applied to every vLLM instance, including later additions.
     payload_kb: Option<u32>,
@@ -567,6 +622,7 @@ impl Fleet {
             seed,
             epoch_unix,
             now: 0.0,
+            steps: 0,
             instances: BTreeMap::new(),
             payload_kb: None,
         }
@@ -645,7 +701,8 @@ impl Fleet {
             for inst in self.instances.values_mut() {
                 inst.step(now, STEP_SECONDS);
             }
-            self.now += STEP_SECONDS;
+            self.steps += 1;
+            self.now = self.steps as f64 * STEP_SECONDS;
         }
         steps
     }

@@ -122,7 +122,7 @@ async fn metrics(State(state): State<AppState>, Path(id): Path<String>) -> Respo
         Err(e) => return ApiError(e).into_response(),
     };
     match outcome {
-        ScrapeOutcome::Metrics(body) => text(StatusCode::OK, content_type, body),
+        ScrapeOutcome::Metrics(frozen) => text(StatusCode::OK, content_type, frozen.render()),
         ScrapeOutcome::Unavailable(msg) => {
             let mut r = text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", msg);
             r.headers_mut()
@@ -131,7 +131,7 @@ async fn metrics(State(state): State<AppState>, Path(id): Path<String>) -> Respo
         }
         ScrapeOutcome::Slow { seconds, body } => {
             tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            text(StatusCode::OK, content_type, body)
+            text(StatusCode::OK, content_type, body.render())
         }
         ScrapeOutcome::Garbage { seed } => {
             let mut bytes = vec![0u8; GARBAGE_BYTES];
