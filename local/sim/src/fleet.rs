@@ -258,14 +258,6 @@ impl Instance {
         self.generation.engine()
     }
 
-    pub fn derived(&self) -> &Derived {
-        &self.derived
-    }
-
-    pub fn cores(&self) -> &[EngineCore] {
-        &self.cores
-    }
-
     /// Whether the server is up (a config it cannot start with keeps it down).
     pub fn startup_error(&self) -> Option<&str> {
         self.derived.startup_error.as_deref()

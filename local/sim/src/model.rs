@@ -454,13 +454,6 @@ impl EngineCore {
         lognormal_mean(&mut self.rng, 1.0, LATENCY_JITTER_SIGMA)
     }
 
-    /// Drops everything in flight, as a restart does (the caller builds fresh stats if the
-    /// counters restart too).
-    pub fn clear_queue(&mut self) {
-        self.waiting.clear();
-        self.running.clear();
-    }
-
     /// Advances the core by one step of `h` simulated seconds at arrival rate `rate` (req/s).
     pub fn step(
         &mut self,
@@ -867,14 +860,6 @@ impl EngineCore {
             preempted += 1;
         }
         preempted
-    }
-
-    pub fn waiting_len(&self) -> usize {
-        self.waiting.len()
-    }
-
-    pub fn running_len(&self) -> usize {
-        self.running.len()
     }
 }
 

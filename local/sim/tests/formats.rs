@@ -217,3 +217,20 @@ fn payload_padding_brings_a_vllm_scrape_near_the_target_size() {
     parse(text.as_bytes(), Mode::Strict(Format::Prometheus)).expect("still valid");
     assert!(text.contains("lora_name=\"adapter-000\""));
 }
+
+#[test]
+fn a_generated_fleet_mixes_every_engine_and_generation() {
+    let mut fleet = fleet_of(Vec::new(), 9);
+    for s in perfagent_sim::fleet::generated_specs(40, 9) {
+        fleet.add(&s).expect("generated specs are valid");
+    }
+    assert_eq!(fleet.ids().count(), 40);
+    fleet.advance(5.0);
+    let mut seen = std::collections::BTreeSet::new();
+    for v in fleet.views() {
+        seen.insert((v.engine.to_string(), v.generation.clone()));
+        let text = fleet.render(&v.id).expect("exists");
+        parse(text.as_bytes(), Mode::Lenient).unwrap_or_else(|e| panic!("{}: {e}", v.id));
+    }
+    assert_eq!(seen.len(), GENERATIONS.len(), "{seen:?}");
+}
