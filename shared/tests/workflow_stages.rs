@@ -445,7 +445,7 @@ async fn a_second_decision_is_already_decided_and_strangers_cannot_decide() {
         &approvers(),
     )
     .await;
-    let err = second.err().expect("refused");
+    let err = second.expect_err("refused");
     assert_eq!(
         err,
         DecisionError::AlreadyDecided {
@@ -489,7 +489,7 @@ async fn a_second_workflow_on_a_busy_group_is_refused_until_the_first_ends() {
         "api",
     )
     .await;
-    let err = second.err().expect("refused");
+    let err = second.expect_err("refused");
     assert_eq!(err.error_name(), "GroupBusy");
     assert!(matches!(err, StageError::GroupBusy { ref active, .. } if active == &first));
     reject(&w.deps, &first, ALICE, &approvers(), None)
@@ -504,7 +504,7 @@ async fn an_orchestrator_down_at_the_canary_is_transient_then_the_rollback_ends_
     let w = world(4);
     let wf = approved(&w, GOOD, false, params()).await;
     w.orchestrator.set_down(true);
-    let err = start_canary(&w.deps, &wf).await.err().expect("unavailable");
+    let err = start_canary(&w.deps, &wf).await.expect_err("unavailable");
     assert_eq!(err.error_name(), "OrchestratorUnavailable");
     assert!(err.is_transient());
     // The previous config was recorded before the change was asked for.
@@ -516,8 +516,7 @@ async fn an_orchestrator_down_at_the_canary_is_transient_then_the_rollback_ends_
     // cannot reach it either and is retried in turn.
     let err = rollback(&w.deps, &wf, Some("OrchestratorUnavailable".into()))
         .await
-        .err()
-        .expect("incomplete");
+        .expect_err("incomplete");
     assert_eq!(err.error_name(), "RollbackIncomplete");
     assert!(err.is_transient());
     assert_eq!(load(&w, &wf).await.stage, Stage::RollingBack);
@@ -552,9 +551,7 @@ async fn an_orchestrator_lost_during_the_rollout_leads_to_a_rollback_of_every_to
     let verdict = judge(&w.deps, &wf).await.expect("judged");
     assert_eq!(verdict.next, Next::Rollout);
     w.orchestrator.set_down(true);
-    let err = retried!(3, rollout_step(&w.deps, &wf, 1))
-        .err()
-        .expect("down");
+    let err = retried!(3, rollout_step(&w.deps, &wf, 1)).expect_err("down");
     assert_eq!(err.error_name(), "OrchestratorUnavailable");
     let touched = load(&w, &wf).await.previous_configs.len();
     assert_eq!(touched, 3, "canary and the first batch were recorded");
@@ -577,7 +574,7 @@ async fn a_stage_retried_after_a_crash_between_apply_and_record_does_not_apply_t
     let wf = approved(&w, GOOD, false, params()).await;
     // The orchestrator applies, but its answer never reaches us.
     w.orchestrator.lose_next_responses(1);
-    let err = start_canary(&w.deps, &wf).await.err().expect("answer lost");
+    let err = start_canary(&w.deps, &wf).await.expect_err("answer lost");
     assert_eq!(err.error_name(), "OrchestratorUnavailable");
     let canary = load(&w, &wf).await.canary;
     assert_eq!(w.orchestrator.applications(&canary[0]), 1);
@@ -612,8 +609,7 @@ async fn a_stage_retried_after_a_crash_between_apply_and_record_does_not_apply_t
     rollout_step(&w.deps, &wf, 1).await.expect("re-delivered");
     start_canary(&w.deps, &wf)
         .await
-        .err()
-        .expect("the canary is over");
+        .expect_err("the canary is over");
     assert_eq!(w.orchestrator.apply_log().len(), before + 1);
 }
 
@@ -623,14 +619,11 @@ async fn rollout_step_with_failing_record(w: &World, wf: &Id) -> StageError {
     // Enter the step without applying: the orchestrator is down for the apply, so the entry write
     // happens and the apply fails.
     w.orchestrator.set_down(true);
-    let first = rollout_step(&w.deps, wf, 1).await.err().expect("down");
+    let first = rollout_step(&w.deps, wf, 1).await.expect_err("down");
     assert_eq!(first.error_name(), "OrchestratorUnavailable");
     w.orchestrator.set_down(false);
     w.store.fail_next_updates(1);
-    rollout_step(&w.deps, wf, 1)
-        .await
-        .err()
-        .expect("record lost")
+    rollout_step(&w.deps, wf, 1).await.expect_err("record lost")
 }
 
 #[tokio::test]
@@ -679,8 +672,7 @@ async fn a_rollback_continues_past_an_unreachable_instance_and_restores_each_onl
     w.orchestrator.set_instance_failing(&canary[0], true);
     let err = rollback(&w.deps, &wf, Some("operator abort".into()))
         .await
-        .err()
-        .expect("one failed");
+        .expect_err("one failed");
     let StageError::RollbackIncomplete { failed } = &err else {
         panic!("unexpected {err:?}");
     };
@@ -714,7 +706,7 @@ async fn failing_is_refused_once_an_instance_was_touched_and_allowed_before() {
     let w = world(4);
     let wf = approved(&w, GOOD, false, params()).await;
     start_canary(&w.deps, &wf).await.expect("canary");
-    let err = fail(&w.deps, &wf, "boom").await.err().expect("refused");
+    let err = fail(&w.deps, &wf, "boom").await.expect_err("refused");
     assert_eq!(err.error_name(), "InvalidState");
     assert_eq!(load(&w, &wf).await.state, State::InProgress);
 
@@ -749,7 +741,7 @@ async fn a_group_mixing_engines_is_refused() {
         instance(3, Engine::Tgi),
     ]);
     let wf = approved(&w, GOOD, false, params()).await;
-    let err = start_canary(&w.deps, &wf).await.err().expect("refused");
+    let err = start_canary(&w.deps, &wf).await.expect_err("refused");
     assert_eq!(err.error_name(), "ValidationFailed");
     assert!(err.to_string().contains("vllm-3 (tgi)"), "{err}");
 }

@@ -135,7 +135,7 @@ fn normal_two_sided(n1: usize, n2: usize, u_max: f64, tie_term: f64) -> f64 {
     let n = f1 + f2;
     let mu = f1 * f2 / 2.0;
     let var = f1 * f2 / 12.0 * ((n + 1.0) - tie_term / (n * (n - 1.0)));
-    if !(var > 0.0) {
+    if var.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
         return 1.0;
     }
     let z = (u_max - mu - 0.5) / var.sqrt();
@@ -241,16 +241,16 @@ mod tests {
 
     #[test]
     fn erfc_matches_reference_values() {
-        // Reference values: erfc from the C library (glibc), printed to 16 digits.
+        // Reference values: Python's math.erfc (the C library's), repr-printed.
         for (x, want) in [
             (0.0, 1.0),
             (0.5, 0.4795001221869535),
             (1.0, 0.15729920705028513),
-            (2.0, 0.004677734981047266),
-            (2.5, 0.0004069520174449590),
-            (3.0, 2.209049699858544e-05),
-            (5.0, 1.5374597944280349e-12),
-            (-1.0, 1.8427007929497148),
+            (2.0, 0.004677734981047265),
+            (2.5, 0.0004069520174449589),
+            (3.0, 2.2090496998585438e-05),
+            (5.0, 1.537_459_794_428_035e-12),
+            (-1.0, 1.842700792949715),
         ] {
             let got = erfc(x);
             assert!(
