@@ -62,21 +62,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Advances the model with wall time: every `tick`, by the elapsed time times `speed`.
+/// Least simulated time one clock tick may catch up on (the limit is otherwise two ticks' worth):
+/// when the fleet is too large for the requested speed, the simulation slows down instead of
+/// falling ever further behind.
+const MIN_CATCH_UP_SECONDS: f64 = 5.0;
+
+/// Advances the model with wall time: every `tick`, by the elapsed time times `speed`, one model
+/// step per lock acquisition so scrapes are served between steps.
 pub async fn run_clock(state: AppState, tick: Duration, speed: f64) {
+    let step = crate::model::STEP_SECONDS;
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
     let mut owed = 0.0_f64;
+    let mut warned = false;
+    let catch_up = (2.0 * speed * tick.as_secs_f64()).max(MIN_CATCH_UP_SECONDS);
     loop {
         interval.tick().await;
         let now = Instant::now();
         owed += now.duration_since(last).as_secs_f64() * speed;
         last = now;
-        let whole = (owed / crate::model::STEP_SECONDS).floor() * crate::model::STEP_SECONDS;
-        if whole > 0.0 {
-            let steps = state.lock().advance(whole);
-            owed -= steps as f64 * crate::model::STEP_SECONDS;
+        if owed > catch_up {
+            if !warned {
+                tracing::warn!(
+                    behind_s = owed,
+                    "the fleet is too large for this --speed; simulated time runs slower"
+                );
+                warned = true;
+            }
+            owed = catch_up;
+        }
+        while owed >= step {
+            state.lock().advance(step);
+            owed -= step;
+            tokio::task::yield_now().await;
         }
     }
 }
