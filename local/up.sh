@@ -8,6 +8,8 @@
 # Environment:
 #   PERFAGENT_EXTERNAL_EMULATOR=1  deploy into whatever LocalStack-compatible emulator already answers
 #                                  on the port (LocalStack itself, or a MiniStack you started)
+#   PERFAGENT_EMULATOR_AUTH=0      start MiniStack without IAM enforcement (default 1: AUTH=true, so the
+#                                  functions' roles and SigV4 signatures are really checked)
 #   PERFAGENT_EMULATOR_PORT        default 4566
 #   and those of local/deploy.sh (profile, parameter overrides).
 set -euo pipefail
@@ -23,10 +25,14 @@ ensure_venv
 log "python tools ready (.venv) in $(elapsed "$t") s"
 
 start_ministack() {
-  log "starting MiniStack on $EMULATOR_URL (log: .local/logs/ministack.log)"
+  local auth=true
+  [ "${PERFAGENT_EMULATOR_AUTH:-1}" = 0 ] && auth=false
+  log "starting MiniStack on $EMULATOR_URL, AUTH=$auth (log: .local/logs/ministack.log)"
   # A clean environment: MiniStack hands its own environment to every Lambda bootstrap it spawns,
   # so nothing of the caller's shell (a real AWS profile, RUST_LOG...) must leak into the functions.
   # AWS_ENDPOINT_URL is what makes the functions' SDK clients call back into the emulator.
+  # AUTH=true: every call is evaluated against IAM (a function's calls against its execution role,
+  # API Gateway's AWS_IAM routes against a valid signature); test/test is the root identity.
   # setsid: MiniStack leads its own process group, so down.sh ends it with its bootstrap children.
   env -i \
     PATH="$PATH" HOME="$HOME" LANG=C.UTF-8 \
@@ -34,6 +40,7 @@ start_ministack() {
     GATEWAY_PORT="$EMULATOR_PORT" BIND_HOST=127.0.0.1 \
     MINISTACK_ACCOUNT_ID="$LOCAL_ACCOUNT_ID" MINISTACK_REGION="$LOCAL_REGION" \
     SFN_WAIT_SCALE=0.01 \
+    AUTH="$auth" \
     AWS_ENDPOINT_URL="$EMULATOR_URL" \
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
     AWS_REGION="$LOCAL_REGION" AWS_DEFAULT_REGION="$LOCAL_REGION" \
