@@ -26,6 +26,7 @@ impl Default for BreakerPolicy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BreakerState {
     Closed,
@@ -35,6 +36,7 @@ pub enum BreakerState {
 
 /// What the collector stores per instance between invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Breaker {
     pub state: BreakerState,
     pub consecutive_failures: u32,

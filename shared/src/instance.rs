@@ -64,12 +64,48 @@ impl fmt::Display for Id {
     }
 }
 
+/// In OpenAPI an id is a string with the pattern `parse` enforces.
+impl utoipa::PartialSchema for Id {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[a-z0-9][a-z0-9._-]*$"))
+            .min_length(Some(1))
+            .max_length(Some(ID_MAX_LEN))
+            .description(Some(
+                "An instance, group or similar id: lower-case letters, digits, '.', '_', '-', \
+                 starting with a letter or digit",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Id {}
+
 /// An engine's configuration as the engine names it (e.g. vLLM `max_num_seqs`, TGI
 /// `max_batch_total_tokens`, SGLang `mem_fraction_static`). Values are JSON scalars.
 pub type EngineConfig = BTreeMap<String, serde_json::Value>;
 
+/// The OpenAPI schema of an [`EngineConfig`]: an object of scalars (a type alias cannot carry a
+/// derived schema, so fields of this type name this function with `schema_with`).
+pub fn engine_config_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))))
+        .description(Some(
+            "The engine's configuration as the engine names it (e.g. vLLM max_num_seqs): key → scalar",
+        ))
+        .build()
+}
+
 /// A registered inference server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Instance {
     pub id: Id,
     pub engine: Engine,
@@ -81,25 +117,32 @@ pub struct Instance {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = engine_config_schema)]
     pub config: EngineConfig,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
 
 /// The body of `POST /api/v1/instances`, before validation.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInstance {
+    /// 1 to 64 characters from a-z, 0-9, '.', '_', '-', starting with a letter or digit.
     pub id: String,
+    /// `vllm`, `tgi` or `sglang` (any case).
     pub engine: String,
+    /// The server's Prometheus endpoint; must be in the agent's allowed networks.
     pub metrics_url: String,
     #[serde(default)]
     pub model: Option<String>,
+    /// The deployment group (an id like `id`).
     #[serde(default = "default_group")]
+    #[schema(default = "default")]
     pub group: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = engine_config_schema)]
     pub config: EngineConfig,
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct DependencyCheck {
     pub name: &'static str,
     pub ok: bool,

@@ -9,7 +9,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// The inference engines the agent understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Vllm,
@@ -53,7 +65,19 @@ pub struct UnknownEngine(pub String);
 
 /// The canonical vocabulary. Units are in the names: `_ratio` is a fraction 0–1, `_seconds`
 /// histograms are in seconds, `_total` are monotonic counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Canonical {
     RequestsRunning,
@@ -143,11 +167,12 @@ pub enum CanonicalKind {
 /// A cumulative histogram: `buckets` are `[upper_bound, cumulative_count]`, sorted by bound, the
 /// last one `+Inf` when the source exported it. In JSON a non-finite bound is the string `"+Inf"`
 /// (JSON has no infinity; a plain `f64` would be written `null` and not read back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct Histogram {
     pub count: f64,
     pub sum: f64,
     #[serde(with = "bucket_bounds")]
+    #[schema(schema_with = bucket_bounds::schema)]
     pub buckets: Vec<(f64, f64)>,
 }
 
@@ -213,10 +238,30 @@ mod bucket_bounds {
         let pairs = Vec::<(Bound, f64)>::deserialize(d)?;
         Ok(pairs.into_iter().map(|(le, count)| (le.0, count)).collect())
     }
+
+    /// The OpenAPI schema of what `serialize` writes: `[[bound, count], ...]`, a bound being a
+    /// number or one of the strings above.
+    pub fn schema() -> utoipa::openapi::Array {
+        use utoipa::openapi::schema::{
+            ArrayBuilder, ArrayItems, ObjectBuilder, OneOfBuilder, Schema, Type,
+        };
+        let number = || ObjectBuilder::new().schema_type(Type::Number).build();
+        let bound = OneOfBuilder::new().item(number()).item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["+Inf", "-Inf", "NaN"])),
+        );
+        let pair = ArrayBuilder::new()
+            .prefix_items([Schema::from(bound.build()), Schema::from(number())])
+            .items(ArrayItems::False)
+            .min_items(Some(2))
+            .description(Some("[upper bound, cumulative count]"));
+        ArrayBuilder::new().items(pair).build()
+    }
 }
 
 /// A canonical value: a number (gauge or counter) or a histogram.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum MetricValue {
     Number(f64),
@@ -240,7 +285,7 @@ impl MetricValue {
 }
 
 /// The canonical metrics of one model served by an instance (all its engines/ranks aggregated).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct ModelMetrics {
     pub model: String,
     pub metrics: BTreeMap<Canonical, MetricValue>,

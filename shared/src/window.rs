@@ -20,6 +20,7 @@ pub struct Point<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct GaugeSummary {
     pub min: f64,
     pub max: f64,
@@ -31,6 +32,7 @@ pub struct GaugeSummary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct HistogramWindow {
     /// Observations that fell inside the window.
     pub count: f64,
@@ -41,6 +43,7 @@ pub struct HistogramWindow {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct WindowStats {
     pub start_ms: i64,
     pub end_ms: i64,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const GROUP_QUORUM_FRACTION: f64 = 0.5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct GroupBottleneck {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -22,6 +23,7 @@ pub struct GroupBottleneck {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct GroupNotEvaluated {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -30,6 +32,7 @@ pub struct GroupNotEvaluated {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct GroupAnalysis {
     pub group: String,
     pub instances: usize,

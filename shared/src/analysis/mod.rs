@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 /// The seed's five bottleneck types, in order of importance (the tie-break after severity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BottleneckType {
     /// Root cause of most queueing and latency on a KV-bound server: fix it first.
@@ -61,6 +62,7 @@ impl BottleneckType {
 
 /// Ordered: `Low < Medium < High < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     Low,
@@ -82,6 +84,7 @@ impl Severity {
 
 /// How much a finding can be trusted: a window's sustained conditions are HIGH; one snapshot is LOW.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Confidence {
     Low,
@@ -90,6 +93,7 @@ pub enum Confidence {
 
 /// Which statistic of a metric an evidence value is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Statistic {
     /// The level held by at least `sustained_fraction` of the window's points (the value that
@@ -108,6 +112,7 @@ pub enum Statistic {
 
 /// How the value compares with the threshold for the condition to hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Comparison {
     /// `value > threshold`
@@ -122,6 +127,7 @@ pub enum Comparison {
 
 /// One number a finding rests on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Evidence {
     pub metric: Canonical,
     pub statistic: Statistic,
@@ -137,6 +143,7 @@ pub struct Evidence {
 
 /// A detected bottleneck.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Bottleneck {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -149,6 +156,7 @@ pub struct Bottleneck {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotEvaluatedCause {
     /// The engine (or this server's version of it) does not export what the rule needs.
@@ -159,6 +167,7 @@ pub enum NotEvaluatedCause {
 
 /// A check that could not run; never a silent gap.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct NotEvaluated {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -170,6 +179,7 @@ pub struct NotEvaluated {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnalysisBasis {
     /// A window of consecutive snapshots.
@@ -180,6 +190,7 @@ pub enum AnalysisBasis {
 
 /// A latency histogram over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct LatencySummary {
     pub count: f64,
     pub mean_s: f64,
@@ -193,6 +204,7 @@ pub struct LatencySummary {
 
 /// The window's headline numbers (absent when the engine or the window cannot give them).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct WindowSummary {
     pub start_ms: i64,
     pub end_ms: i64,
@@ -228,6 +240,7 @@ pub struct WindowSummary {
 
 /// The analysis of one (instance, model) series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct InstanceAnalysis {
     pub engine: Engine,
     pub basis: AnalysisBasis,

@@ -14,6 +14,7 @@ pub const BUDGET_PERIOD_S: u64 = 30 * 86_400;
 
 /// What makes an event good.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Sli {
     /// A request is good when `metric` (a latency histogram) observed at most `threshold_s`.
@@ -24,6 +25,7 @@ pub enum Sli {
 
 /// "At least `target` of events are good over the budget period".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct SloObjective {
     pub name: String,
     pub sli: Sli,
@@ -33,6 +35,7 @@ pub struct SloObjective {
 
 /// A deployment group's objectives.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct SloPolicy {
     #[serde(default)]
     pub objectives: Vec<SloObjective>,
@@ -96,6 +99,7 @@ impl SloPolicy {
 
 /// How good events were counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Counting {
     /// The threshold is a bucket bound (or the SLI is a counter): exact.
@@ -261,6 +265,7 @@ pub fn window_counts(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertSeverity {
     Page,
@@ -315,6 +320,7 @@ pub const BURN_RATE_RULES: [BurnRateRule; 4] = [
 pub const BURN_RATE_WINDOWS_S: [u64; 7] = [300, 1_800, 3_600, 7_200, 21_600, 86_400, 259_200];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertState {
     Firing,
@@ -324,6 +330,7 @@ pub enum AlertState {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct BurnRateAlert {
     pub name: String,
     pub severity: AlertSeverity,
@@ -376,6 +383,7 @@ pub fn burn_rate_alerts(target: f64, windows: &[WindowCounts]) -> Vec<BurnRateAl
 
 /// One objective's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct SloReport {
     pub objective: String,
     pub target: f64,

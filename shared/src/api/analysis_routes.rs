@@ -1,39 +1,24 @@
 //! The analysis and recommendation routes: bottlenecks on stored windows or a posted scrape,
 //! recommendations, and each deployment group's configuration, analysis and SLO state.
 
+use super::body::{
+    AnalysisSubject, AnalyzeRequest, BottleneckEntry, BottleneckList, BottleneckReport, ErrorBody,
+    GroupConfigView, RecommendationList, RecommendationReport,
+};
 use super::error::parse_body;
-use super::routes::{path_id, Routed};
+use super::routes::{path_id, reply, Routed};
 use super::{ApiContext, ApiError, ApiRequest};
 use crate::analysis::detect_from_snapshot;
-use crate::analyzer::{analyze_one, AnalysisStore, GroupConfig};
+use crate::analyzer::{
+    analyze_one, AnalysisStore, GroupAnalysisRecord, GroupConfig, GroupRecommendation,
+    ModelAnalysis,
+};
 use crate::collect::normalize_body;
 use crate::instance::{EngineConfig, Id};
 use crate::optimize::recommend;
 use crate::snapshot::Engine;
 use crate::store::{InstanceStore, SnapshotStore};
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-/// Either an instance whose stored snapshots are analyzed, or a scrape posted in the body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct AnalyzeRequest {
-    #[serde(default)]
-    instance_id: Option<String>,
-    #[serde(default)]
-    minutes: Option<i64>,
-    #[serde(default)]
-    engine: Option<String>,
-    /// A `/metrics` body (Prometheus text) to judge on its own.
-    #[serde(default)]
-    metrics_text: Option<String>,
-    /// The engine's configuration for recommendations on a posted scrape.
-    #[serde(default)]
-    config: Option<EngineConfig>,
-    #[serde(default)]
-    group: Option<String>,
-}
 
 enum Subject {
     Stored(Id, i64),
@@ -74,8 +59,8 @@ fn subject(req: AnalyzeRequest) -> Result<Subject, ApiError> {
     }
 }
 
-/// Runs the analysis the request asks for; returns per model (analysis, recommendations).
-async fn run<S>(ctx: &ApiContext<S>, body: &[u8]) -> Result<Value, ApiError>
+/// Runs the analysis the request asks for: per model, its analysis and recommendations.
+async fn run<S>(ctx: &ApiContext<S>, body: &[u8]) -> Result<RecommendationReport, ApiError>
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
 {
@@ -94,14 +79,15 @@ where
             let now = (ctx.now_ms)();
             let a =
                 analyze_one(&*ctx.store, &reg, &config.thresholds, now, minutes * 60_000).await?;
-            Ok(json!({
-                "instance_id": id,
-                "basis": "WINDOW",
-                "window_start_ms": a.window_start_ms,
-                "window_end_ms": a.window_end_ms,
-                "snapshots": a.snapshots,
-                "models": a.models,
-            }))
+            Ok(RecommendationReport {
+                subject: AnalysisSubject::Window {
+                    instance_id: id,
+                    window_start_ms: a.window_start_ms,
+                    window_end_ms: a.window_end_ms,
+                    snapshots: a.snapshots,
+                },
+                models: a.models,
+            })
         }
         Subject::Posted {
             engine,
@@ -122,50 +108,96 @@ where
                 }
                 None => GroupConfig::default().thresholds,
             };
-            let models: Vec<Value> = snap
+            let models = snap
                 .models
                 .iter()
                 .map(|m| {
                     let analysis = detect_from_snapshot(m, snap.engine, &thresholds);
                     let recommendations = recommend(&analysis, snap.engine, &config);
-                    json!({"model": m.model, "analysis": analysis, "recommendations": recommendations})
+                    ModelAnalysis {
+                        model: m.model.clone(),
+                        analysis,
+                        recommendations,
+                    }
                 })
                 .collect();
-            Ok(json!({
-                "basis": "SINGLE_SAMPLE",
-                "engine": snap.engine,
-                "generation": snap.generation,
-                "partial": partial,
-                "notes": snap.notes,
-                "models": models,
-            }))
+            Ok(RecommendationReport {
+                subject: AnalysisSubject::SingleSample {
+                    engine: snap.engine,
+                    generation: snap.generation,
+                    partial,
+                    notes: snap.notes,
+                },
+                models,
+            })
         }
     }
 }
 
+/// Bottlenecks of an instance's stored window, or of a posted scrape (gauges only, LOW confidence).
+#[utoipa::path(
+    post,
+    path = "/api/v1/analysis/detect-bottlenecks",
+    tag = "analysis",
+    operation_id = "detectBottlenecks",
+    request_body = AnalyzeRequest,
+    responses(
+        (status = 200, description = "Findings per model", body = BottleneckReport),
+        (status = 400, description = "No body, invalid JSON, neither or both of `instance_id` and `metrics_text`, `engine` missing, an invalid id, or `minutes` out of 1 to 1440", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "An unknown `engine` (`validation_failed`) or a scrape that does not parse (`unparseable_metrics`)", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn detect_bottlenecks<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
 {
-    let mut out = run(ctx, &req.body).await?;
     // This route answers with findings; recommendations have their own route.
-    if let Some(models) = out["models"].as_array_mut() {
-        for m in models {
-            if let Some(o) = m.as_object_mut() {
-                o.remove("recommendations");
-            }
-        }
-    }
-    Ok((StatusCode::OK, out))
+    let report = BottleneckReport::from(run(ctx, &req.body).await?);
+    reply(StatusCode::OK, &report)
 }
 
+/// Recommendations (in the engine's own knobs) for an instance's stored window or a posted scrape.
+#[utoipa::path(
+    post,
+    path = "/api/v1/optimization/recommend",
+    tag = "analysis",
+    operation_id = "recommend",
+    request_body = AnalyzeRequest,
+    responses(
+        (status = 200, description = "Findings and recommendations per model", body = RecommendationReport),
+        (status = 400, description = "No body, invalid JSON, neither or both of `instance_id` and `metrics_text`, `engine` missing, an invalid id, or `minutes` out of 1 to 1440", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "An unknown `engine` (`validation_failed`) or a scrape that does not parse (`unparseable_metrics`)", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn recommend_now<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
 {
-    Ok((StatusCode::OK, run(ctx, &req.body).await?))
+    reply(StatusCode::OK, &run(ctx, &req.body).await?)
 }
 
+/// Every bottleneck of the latest stored analyses (the scheduled analyzer writes them).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bottlenecks",
+    tag = "analysis",
+    operation_id = "listBottlenecks",
+    params(("group" = Option<Id>, Query, description = "Only this deployment group's instances")),
+    responses(
+        (status = 200, description = "One entry per (instance, model, bottleneck)", body = BottleneckList),
+        (status = 400, description = "`group` is not a valid id", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn bottlenecks<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
@@ -175,25 +207,39 @@ where
         .map(|g| path_id("group", g))
         .transpose()?;
     let analyses = ctx.store.list_instance_analyses(group.as_ref()).await?;
-    let items: Vec<Value> = analyses
+    let bottlenecks: Vec<BottleneckEntry> = analyses
         .iter()
         .flat_map(|a| {
             a.models.iter().flat_map(move |m| {
-                m.analysis.bottlenecks.iter().map(move |b| {
-                    json!({
-                        "instance_id": a.instance_id, "group": a.group, "engine": a.engine,
-                        "model": m.model, "analyzed_at_ms": a.analyzed_at_ms, "bottleneck": b,
-                    })
+                m.analysis.bottlenecks.iter().map(move |b| BottleneckEntry {
+                    instance_id: a.instance_id.clone(),
+                    group: a.group.clone(),
+                    engine: a.engine,
+                    model: m.model.clone(),
+                    analyzed_at_ms: a.analyzed_at_ms,
+                    bottleneck: b.clone(),
                 })
             })
         })
         .collect();
-    Ok((
-        StatusCode::OK,
-        json!({"count": items.len(), "bottlenecks": items}),
-    ))
+    let count = bottlenecks.len();
+    reply(StatusCode::OK, &BottleneckList { count, bottlenecks })
 }
 
+/// The stored group recommendations (the scheduled analyzer proposes them).
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommendations",
+    tag = "recommendations",
+    operation_id = "listRecommendations",
+    params(("group" = Option<Id>, Query, description = "Only this deployment group's recommendations")),
+    responses(
+        (status = 200, description = "The recommendations", body = RecommendationList),
+        (status = 400, description = "`group` is not a valid id", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn recommendations<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
@@ -202,13 +248,32 @@ where
         .query_param("group")
         .map(|g| path_id("group", g))
         .transpose()?;
-    let recs = ctx.store.recommendations(group.as_ref()).await?;
-    Ok((
+    let recommendations = ctx.store.recommendations(group.as_ref()).await?;
+    let count = recommendations.len();
+    reply(
         StatusCode::OK,
-        json!({"count": recs.len(), "recommendations": recs}),
-    ))
+        &RecommendationList {
+            count,
+            recommendations,
+        },
+    )
 }
 
+/// One group recommendation.
+#[utoipa::path(
+    get,
+    path = "/api/v1/recommendations/{id}",
+    tag = "recommendations",
+    operation_id = "getRecommendation",
+    params(("id" = String, Path, min_length = 1, max_length = 200, description = "The recommendation's id (`<group>.<recommendation id>`)")),
+    responses(
+        (status = 200, description = "The recommendation", body = GroupRecommendation),
+        (status = 400, description = "`id` is longer than 200 characters", body = ErrorBody),
+        (status = 404, description = "No such recommendation", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn recommendation<S>(ctx: &ApiContext<S>, id: &str) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
@@ -219,24 +284,58 @@ where
         ));
     }
     match ctx.store.recommendation(id).await? {
-        Some(r) => Ok((StatusCode::OK, json!(r))),
+        Some(r) => reply::<GroupRecommendation>(StatusCode::OK, &r),
         None => Err(ApiError::not_found(format!("recommendation {id}"))),
     }
 }
 
+/// A group's thresholds and SLO objectives (the defaults until set).
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group}/config",
+    tag = "groups",
+    operation_id = "getGroupConfig",
+    params(("group" = Id, Path, description = "The deployment group")),
+    responses(
+        (status = 200, description = "The configuration in force", body = GroupConfigView),
+        (status = 400, description = "`group` is not a valid id", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn group_config<S>(ctx: &ApiContext<S>, group: &str) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
 {
     let group = path_id("group", group)?;
     let stored = ctx.store.group_config(&group).await?;
-    let is_default = stored.is_none();
-    Ok((
+    reply(
         StatusCode::OK,
-        json!({"group": group, "default": is_default, "config": stored.unwrap_or_default()}),
-    ))
+        &GroupConfigView {
+            group,
+            default: stored.is_none(),
+            config: stored.unwrap_or_default(),
+        },
+    )
 }
 
+/// Sets a group's thresholds and SLO objectives; omitted fields take their defaults.
+#[utoipa::path(
+    put,
+    path = "/api/v1/groups/{group}/config",
+    tag = "groups",
+    operation_id = "putGroupConfig",
+    params(("group" = Id, Path, description = "The deployment group")),
+    request_body = GroupConfig,
+    responses(
+        (status = 200, description = "Stored", body = GroupConfigView),
+        (status = 400, description = "`group` is not a valid id, no body, or a body that is not this JSON (unknown fields are refused)", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A threshold or an objective is out of range (`validation_failed`)", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn put_group_config<S>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
@@ -255,19 +354,38 @@ where
         .map_err(|e| invalid(e.to_string()))?;
     config.slo.validate().map_err(|e| invalid(e.to_string()))?;
     ctx.store.put_group_config(&group, &config).await?;
-    Ok((
+    reply(
         StatusCode::OK,
-        json!({"group": group, "default": false, "config": config}),
-    ))
+        &GroupConfigView {
+            group,
+            default: false,
+            config,
+        },
+    )
 }
 
+/// The latest analysis of a group: its bottlenecks, SLO compliance and burn-rate alerts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/groups/{group}/analysis",
+    tag = "groups",
+    operation_id = "getGroupAnalysis",
+    params(("group" = Id, Path, description = "The deployment group")),
+    responses(
+        (status = 200, description = "The analyzer's latest result", body = GroupAnalysisRecord),
+        (status = 400, description = "`group` is not a valid id", body = ErrorBody),
+        (status = 404, description = "The analyzer has not run for this group yet", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
 pub(super) async fn group_analysis<S>(ctx: &ApiContext<S>, group: &str) -> Routed
 where
     S: InstanceStore + SnapshotStore + AnalysisStore,
 {
     let group = path_id("group", group)?;
     match ctx.store.group_analysis(&group).await? {
-        Some(a) => Ok((StatusCode::OK, json!(a))),
+        Some(a) => reply::<GroupAnalysisRecord>(StatusCode::OK, &a),
         None => Err(ApiError::not_found(format!(
             "an analysis of group {group} (the analyzer has not run for it yet)"
         ))),

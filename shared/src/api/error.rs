@@ -1,5 +1,6 @@
 //! The API's one error type and the one place that maps domain errors to HTTP statuses.
 
+use super::body::ErrorBody;
 use crate::instance::InvalidInstance;
 use crate::store::StoreError;
 use http::StatusCode;
@@ -41,8 +42,13 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub fn body(&self) -> Value {
-        json!({"code": self.code, "message": self.message, "details": self.details})
+    /// The JSON body every error is answered with.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code.to_string(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+        }
     }
 }
 

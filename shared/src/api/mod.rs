@@ -6,11 +6,14 @@
 //! a 5xx means the agent or a dependency failed, never the caller.
 
 mod analysis_routes;
+pub mod body;
 mod error;
+pub mod openapi;
 mod routes;
 pub mod telemetry;
 
 pub use error::ApiError;
+pub use routes::{Route, ROUTES};
 
 use crate::analyzer::AnalysisStore;
 use crate::netguard::NetGuard;
@@ -86,7 +89,7 @@ where
             if e.status.is_server_error() {
                 tracing::error!(code = e.code, message = %e.message, path = %req.path, "request failed");
             }
-            (json_response(e.status, e.body().to_string()), Some(e.code))
+            (json_response(e.status, error_text(&e)), Some(e.code))
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -112,6 +115,20 @@ where
 pub(crate) enum Reply {
     Json(StatusCode, serde_json::Value),
     Text(String),
+}
+
+/// The error's JSON body. An `ErrorBody` (strings and a JSON value) always serializes; the fallback
+/// keeps the shape should that ever change.
+fn error_text(e: &ApiError) -> String {
+    serde_json::to_value(e.body()).map_or_else(
+        |err| {
+            format!(
+                r#"{{"code":"serialize_failed","message":{},"details":null}}"#,
+                serde_json::Value::String(err.to_string())
+            )
+        },
+        |v| v.to_string(),
+    )
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<String> {

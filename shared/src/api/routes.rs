@@ -1,14 +1,20 @@
-//! The routes under `/api/v1`.
+//! The routes under `/api/v1`: one table of (method, path template) the router dispatches
+//! through, and the registry, collection and health handlers.
 
 use super::analysis_routes as analysis;
+use super::body::{
+    CollectRequest, Collected, Deleted, ErrorBody, InstanceList, InstanceWindows, Liveness,
+    ModelWindow, Readiness, ReadinessStatus, SnapshotList,
+};
 use super::error::parse_body;
 use super::{ApiContext, ApiError, ApiRequest, Reply};
 use crate::analyzer::AnalysisStore;
 use crate::collect::normalize_body;
-use crate::instance::{Id, NewInstance};
-use crate::store::{InstanceStore, SnapshotStore, StoredSnapshot};
+use crate::instance::{Id, Instance, NewInstance};
+use crate::store::{InstanceStore, Registered, SnapshotStore, StoredSnapshot};
 use crate::window::{self, Point};
 use http::{Method, StatusCode};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub(super) type Routed = Result<(StatusCode, Value), ApiError>;
@@ -16,92 +22,252 @@ pub(super) type Routed = Result<(StatusCode, Value), ApiError>;
 /// The longest window a caller may ask for, in minutes (a day: the snapshots' TTL is two).
 const MAX_WINDOW_MINUTES: i64 = 24 * 60;
 
+/// One route: an HTTP method, a path template whose `{name}` segments are path parameters, and
+/// the handler behind it.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    op: Op,
+}
+
+/// Which handler serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Health,
+    HealthDetailed,
+    Metrics,
+    OpenApi,
+    ListInstances,
+    CreateInstance,
+    GetInstance,
+    DeleteInstance,
+    Snapshots,
+    InstanceWindow,
+    CollectNow,
+    DetectBottlenecks,
+    Recommend,
+    Bottlenecks,
+    Recommendations,
+    Recommendation,
+    GroupConfig,
+    PutGroupConfig,
+    GroupAnalysis,
+}
+
+const fn at(method: &'static str, path: &'static str, op: Op) -> Route {
+    Route { method, path, op }
+}
+
+/// Every route the API serves. The router dispatches through this table (a path it knows with
+/// another method is a 405, any other path a 404), and `tests/api_openapi.rs` checks that the
+/// OpenAPI document lists exactly these routes.
+pub const ROUTES: &[Route] = &[
+    at("GET", "/api/v1/health", Op::Health),
+    at("GET", "/api/v1/health/detailed", Op::HealthDetailed),
+    at("GET", "/api/v1/metrics", Op::Metrics),
+    at("GET", "/api/v1/openapi.json", Op::OpenApi),
+    at("GET", "/api/v1/instances", Op::ListInstances),
+    at("POST", "/api/v1/instances", Op::CreateInstance),
+    at("GET", "/api/v1/instances/{id}", Op::GetInstance),
+    at("DELETE", "/api/v1/instances/{id}", Op::DeleteInstance),
+    at("GET", "/api/v1/instances/{id}/snapshots", Op::Snapshots),
+    at("GET", "/api/v1/instances/{id}/window", Op::InstanceWindow),
+    at("POST", "/api/v1/metrics/collect", Op::CollectNow),
+    at(
+        "POST",
+        "/api/v1/analysis/detect-bottlenecks",
+        Op::DetectBottlenecks,
+    ),
+    at("POST", "/api/v1/optimization/recommend", Op::Recommend),
+    at("GET", "/api/v1/bottlenecks", Op::Bottlenecks),
+    at("GET", "/api/v1/recommendations", Op::Recommendations),
+    at("GET", "/api/v1/recommendations/{id}", Op::Recommendation),
+    at("GET", "/api/v1/groups/{group}/config", Op::GroupConfig),
+    at("PUT", "/api/v1/groups/{group}/config", Op::PutGroupConfig),
+    at("GET", "/api/v1/groups/{group}/analysis", Op::GroupAnalysis),
+];
+
+/// The path's segments after `/api/v1`, empty ones dropped; `None` outside `/api/v1`.
+fn segments(path: &str) -> Option<Vec<&str>> {
+    path.strip_prefix("/api/v1")
+        .map(|rest| rest.split('/').filter(|s| !s.is_empty()).collect())
+}
+
+/// The path parameters when `segments` fit the template, in template order.
+fn match_template<'p>(template: &str, segments: &[&'p str]) -> Option<Vec<&'p str>> {
+    let parts = self::segments(template)?;
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (part, seg) in parts.iter().zip(segments) {
+        if part.starts_with('{') {
+            params.push(*seg);
+        } else if part != seg {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// The route serving this request and its path parameters; 405 for a known path with another
+/// method, 404 for an unknown path.
+fn resolve<'p>(method: &Method, path: &'p str) -> Result<(Op, Vec<&'p str>), ApiError> {
+    let not_found = || ApiError::not_found(format!("route {path}"));
+    let segs = segments(path).ok_or_else(not_found)?;
+    let mut known_path = false;
+    for r in ROUTES {
+        if let Some(params) = match_template(r.path, &segs) {
+            if r.method == method.as_str() {
+                return Ok((r.op, params));
+            }
+            known_path = true;
+        }
+    }
+    Err(if known_path {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed on {path}"),
+        )
+    } else {
+        not_found()
+    })
+}
+
 pub(super) async fn route<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Result<Reply, ApiError>
 where
     S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
 {
-    if req.path.trim_end_matches('/') == "/api/v1/metrics" {
-        return if req.method == Method::GET {
-            Ok(Reply::Text(super::telemetry::prometheus_text(None)))
-        } else {
-            Err(method_not_allowed(req))
-        };
-    }
-    route_json(ctx, req)
-        .await
-        .map(|(status, body)| Reply::Json(status, body))
+    let (op, params) = resolve(&req.method, &req.path)?;
+    // No route has more than one path parameter.
+    let param = params.first().copied().unwrap_or_default();
+    let (status, body) = match op {
+        Op::Metrics => return Ok(metrics()),
+        Op::Health => health(ctx),
+        Op::HealthDetailed => health_detailed(ctx).await,
+        Op::OpenApi => super::openapi::serve(),
+        Op::ListInstances => list_instances(ctx, req).await,
+        Op::CreateInstance => create_instance(ctx, req).await,
+        Op::GetInstance => get_instance(ctx, param).await,
+        Op::DeleteInstance => delete_instance(ctx, param).await,
+        Op::Snapshots => snapshots(ctx, req, param).await,
+        Op::InstanceWindow => instance_window(ctx, req, param).await,
+        Op::CollectNow => collect_now(ctx, req).await,
+        Op::DetectBottlenecks => analysis::detect_bottlenecks(ctx, req).await,
+        Op::Recommend => analysis::recommend_now(ctx, req).await,
+        Op::Bottlenecks => analysis::bottlenecks(ctx, req).await,
+        Op::Recommendations => analysis::recommendations(ctx, req).await,
+        Op::Recommendation => analysis::recommendation(ctx, param).await,
+        Op::GroupConfig => analysis::group_config(ctx, param).await,
+        Op::PutGroupConfig => analysis::put_group_config(ctx, req, param).await,
+        Op::GroupAnalysis => analysis::group_analysis(ctx, param).await,
+    }?;
+    Ok(Reply::Json(status, body))
 }
 
-fn method_not_allowed(req: &ApiRequest) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        format!("{} is not allowed on {}", req.method, req.path),
+/// A typed body as the route's JSON answer. The API's bodies always serialize (string keys, no
+/// custom serializer that fails); the error only guards a future type that would not.
+pub(super) fn reply<T: Serialize>(status: StatusCode, body: &T) -> Routed {
+    serde_json::to_value(body)
+        .map(|v| (status, v))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "serialize_failed",
+                e.to_string(),
+            )
+        })
+}
+
+/// The agent's own metrics in Prometheus text: this process's view (on Lambda, prefer the EMF
+/// metrics CloudWatch aggregates over every instance).
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics",
+    tag = "metrics",
+    operation_id = "agentMetrics",
+    responses((
+        status = 200,
+        description = "`performance_agent_requests_total`, `performance_agent_request_duration_seconds`, `performance_agent_errors_total`, `performance_agent_workflows_active`",
+        body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8",
+    )),
+)]
+pub(super) fn metrics() -> Reply {
+    Reply::Text(super::telemetry::prometheus_text(None))
+}
+
+/// Liveness: the process answers; no dependency is checked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    operation_id = "health",
+    security(()),
+    responses((status = 200, description = "The agent is up", body = Liveness)),
+)]
+pub(super) fn health<S>(ctx: &ApiContext<S>) -> Routed {
+    reply(
+        StatusCode::OK,
+        &Liveness {
+            status: "ok".into(),
+            service: ctx.service.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
     )
 }
 
-async fn route_json<S>(ctx: &ApiContext<S>, req: &ApiRequest) -> Routed
-where
-    S: InstanceStore + SnapshotStore + AnalysisStore + 'static,
-{
-    let Some(rest) = req.path.strip_prefix("/api/v1") else {
-        return Err(ApiError::not_found(format!("route {}", req.path)));
-    };
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    match (&req.method, segments.as_slice()) {
-        (&Method::GET, ["health"]) => Ok((
-            StatusCode::OK,
-            json!({"status": "ok", "service": ctx.service, "version": env!("CARGO_PKG_VERSION")}),
-        )),
-        (&Method::GET, ["health", "detailed"]) => health_detailed(ctx).await,
-        (&Method::GET, ["instances"]) => list_instances(ctx, req).await,
-        (&Method::POST, ["instances"]) => create_instance(ctx, req).await,
-        (&Method::GET, ["instances", id]) => get_instance(ctx, id).await,
-        (&Method::DELETE, ["instances", id]) => delete_instance(ctx, id).await,
-        (&Method::GET, ["instances", id, "snapshots"]) => snapshots(ctx, req, id).await,
-        (&Method::GET, ["instances", id, "window"]) => instance_window(ctx, req, id).await,
-        (&Method::POST, ["metrics", "collect"]) => collect_now(ctx, req).await,
-        (&Method::POST, ["analysis", "detect-bottlenecks"]) => {
-            analysis::detect_bottlenecks(ctx, req).await
-        }
-        (&Method::POST, ["optimization", "recommend"]) => analysis::recommend_now(ctx, req).await,
-        (&Method::GET, ["bottlenecks"]) => analysis::bottlenecks(ctx, req).await,
-        (&Method::GET, ["recommendations"]) => analysis::recommendations(ctx, req).await,
-        (&Method::GET, ["recommendations", id]) => analysis::recommendation(ctx, id).await,
-        (&Method::GET, ["groups", g, "config"]) => analysis::group_config(ctx, g).await,
-        (&Method::PUT, ["groups", g, "config"]) => analysis::put_group_config(ctx, req, g).await,
-        (&Method::GET, ["groups", g, "analysis"]) => analysis::group_analysis(ctx, g).await,
-        (_, ["health"] | ["instances"] | ["instances", _] | ["metrics", "collect"])
-        | (_, ["instances", _, "snapshots" | "window"])
-        | (_, ["analysis", "detect-bottlenecks"] | ["optimization", "recommend"])
-        | (_, ["bottlenecks"] | ["recommendations"] | ["recommendations", _])
-        | (_, ["groups", _, "config" | "analysis"])
-        | (_, ["health", "detailed"]) => Err(method_not_allowed(req)),
-        _ => Err(ApiError::not_found(format!("route {}", req.path))),
-    }
-}
-
 /// Readiness: every dependency answers. 503 when one does not, so a load balancer can act on it.
-async fn health_detailed<S>(ctx: &ApiContext<S>) -> Routed {
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/detailed",
+    tag = "health",
+    operation_id = "healthDetailed",
+    responses(
+        (status = 200, description = "Every dependency answered", body = Readiness),
+        (status = 503, description = "A dependency did not answer (`status` is `degraded`)", body = Readiness),
+    ),
+)]
+pub(super) async fn health_detailed<S>(ctx: &ApiContext<S>) -> Routed {
     let checks = ctx.probe.checks().await;
     let ok = checks.iter().all(|c| c.ok);
-    let status = if ok {
-        StatusCode::OK
+    let (status, readiness) = if ok {
+        (StatusCode::OK, ReadinessStatus::Ok)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, ReadinessStatus::Degraded)
     };
-    Ok((
+    reply(
         status,
-        json!({"status": if ok { "ok" } else { "degraded" }, "service": ctx.service,
-               "version": env!("CARGO_PKG_VERSION"), "checks": checks}),
-    ))
+        &Readiness {
+            status: readiness,
+            service: ctx.service.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            checks,
+        },
+    )
 }
 
 pub(super) fn path_id(kind: &'static str, raw: &str) -> Result<Id, ApiError> {
     Id::parse(kind, raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-async fn list_instances<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// The instances, all or one deployment group's, with their scrape health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances",
+    tag = "instances",
+    operation_id = "listInstances",
+    params(("group" = Option<Id>, Query, description = "Only this deployment group's instances")),
+    responses(
+        (status = 200, description = "Ordered by group, then id", body = InstanceList),
+        (status = 400, description = "`group` is not a valid id", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn list_instances<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {
@@ -109,41 +275,86 @@ async fn list_instances<S: InstanceStore + SnapshotStore + AnalysisStore>(
         .query_param("group")
         .map(|g| path_id("group", g))
         .transpose()?;
-    let list = ctx.store.list_instances(group.as_ref()).await?;
-    Ok((
-        StatusCode::OK,
-        json!({"instances": list, "count": list.len()}),
-    ))
+    let instances = ctx.store.list_instances(group.as_ref()).await?;
+    let count = instances.len();
+    reply(StatusCode::OK, &InstanceList { instances, count })
 }
 
-async fn create_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// Registers an inference server; its `metrics_url` must be in the allowed networks.
+#[utoipa::path(
+    post,
+    path = "/api/v1/instances",
+    tag = "instances",
+    operation_id = "createInstance",
+    request_body = NewInstance,
+    responses(
+        (status = 201, description = "Registered", body = Instance),
+        (status = 400, description = "No body, or a body that is not this JSON (`invalid_json`, with line and column)", body = ErrorBody),
+        (status = 409, description = "The id is taken", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is invalid (`validation_failed`, `details.field` names it)", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn create_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {
     let new: NewInstance = parse_body(&req.body)?;
-    let instance = new.validate(&ctx.guard, (ctx.now_ms)())?;
+    let instance: Instance = new.validate(&ctx.guard, (ctx.now_ms)())?;
     ctx.store.create_instance(&instance).await?;
-    Ok((StatusCode::CREATED, json!(instance)))
+    reply(StatusCode::CREATED, &instance)
 }
 
-async fn get_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// One instance with its scrape health.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    operation_id = "getInstance",
+    params(("id" = Id, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "The instance", body = Registered),
+        (status = 400, description = "`id` is not a valid id", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn get_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     id: &str,
 ) -> Routed {
     let id = path_id("id", id)?;
     match ctx.store.get_instance(&id).await? {
-        Some(reg) => Ok((StatusCode::OK, json!(reg))),
+        Some(reg) => reply::<Registered>(StatusCode::OK, &reg),
         None => Err(ApiError::not_found(format!("instance {id}"))),
     }
 }
 
-async fn delete_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// Unregisters an instance and its health; its snapshots expire on their own.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/instances/{id}",
+    tag = "instances",
+    operation_id = "deleteInstance",
+    params(("id" = Id, Path, description = "The instance's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 400, description = "`id` is not a valid id", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn delete_instance<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     id: &str,
 ) -> Routed {
     let id = path_id("id", id)?;
     if ctx.store.delete_instance(&id).await? {
-        Ok((StatusCode::OK, json!({"deleted": id})))
+        reply(StatusCode::OK, &Deleted { deleted: id })
     } else {
         Err(ApiError::not_found(format!("instance {id}")))
     }
@@ -181,31 +392,73 @@ async fn load_snapshots<S: InstanceStore + SnapshotStore + AnalysisStore>(
     Ok((id, snaps, from, to))
 }
 
-async fn snapshots<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// The stored scrapes of the last `minutes`, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/snapshots",
+    tag = "instances",
+    operation_id = "instanceSnapshots",
+    params(
+        ("id" = Id, Path, description = "The instance's id"),
+        ("minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "How far back, in minutes (default 5)"),
+    ),
+    responses(
+        (status = 200, description = "The window's snapshots", body = SnapshotList),
+        (status = 400, description = "`id` is not a valid id, or `minutes` is not a whole number from 1 to 1440", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn snapshots<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
     id: &str,
 ) -> Routed {
-    let (id, snaps, from, to) = load_snapshots(ctx, req, id).await?;
-    Ok((
+    let (instance_id, snapshots, from_ms, to_ms) = load_snapshots(ctx, req, id).await?;
+    reply(
         StatusCode::OK,
-        json!({"instance_id": id, "from_ms": from, "to_ms": to, "count": snaps.len(), "snapshots": snaps}),
-    ))
+        &SnapshotList {
+            instance_id,
+            from_ms,
+            to_ms,
+            count: snapshots.len(),
+            snapshots,
+        },
+    )
 }
 
-async fn instance_window<S: InstanceStore + SnapshotStore + AnalysisStore>(
+/// Each model's window over the last `minutes`: counter rates, gauge summaries, latency quantiles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/instances/{id}/window",
+    tag = "instances",
+    operation_id = "instanceWindow",
+    params(
+        ("id" = Id, Path, description = "The instance's id"),
+        ("minutes" = Option<i64>, Query, minimum = 1, maximum = 1440, description = "How far back, in minutes (default 5)"),
+    ),
+    responses(
+        (status = 200, description = "One window per model (`gaps` says what could not be computed)", body = InstanceWindows),
+        (status = 400, description = "`id` is not a valid id, or `minutes` is not a whole number from 1 to 1440", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn instance_window<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
     id: &str,
 ) -> Routed {
-    let (id, snaps, from, to) = load_snapshots(ctx, req, id).await?;
+    let (instance_id, snaps, from_ms, to_ms) = load_snapshots(ctx, req, id).await?;
     let mut models: Vec<&str> = snaps
         .iter()
         .flat_map(|s| s.models.iter().map(|m| m.model.as_str()))
         .collect();
     models.sort_unstable();
     models.dedup();
-    let windows: Vec<Value> = models
+    let models: Vec<ModelWindow> = models
         .iter()
         .map(|model| {
             let points: Vec<Point<'_>> = snaps
@@ -218,29 +471,45 @@ async fn instance_window<S: InstanceStore + SnapshotStore + AnalysisStore>(
                 })
                 .collect();
             let w = window::summarize(&points);
-            json!({
-                "model": model,
-                "window": w,
-                "generation_tokens_per_s": w.generation_tokens_per_s(),
-                "error_ratio": w.error_ratio(),
-                "prefix_cache_hit_ratio": w.prefix_cache_hit_ratio(),
-            })
+            ModelWindow {
+                model: model.to_string(),
+                generation_tokens_per_s: w.generation_tokens_per_s(),
+                error_ratio: w.error_ratio(),
+                prefix_cache_hit_ratio: w.prefix_cache_hit_ratio(),
+                window: w,
+            }
         })
         .collect();
-    Ok((
+    reply(
         StatusCode::OK,
-        json!({"instance_id": id, "from_ms": from, "to_ms": to, "snapshots": snaps.len(), "models": windows}),
-    ))
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CollectRequest {
-    instance_id: String,
+        &InstanceWindows {
+            instance_id,
+            from_ms,
+            to_ms,
+            snapshots: snaps.len(),
+            models,
+        },
+    )
 }
 
 /// Collects one instance now (outside the schedule) and stores the snapshot under the current time.
-async fn collect_now<S: InstanceStore + SnapshotStore + AnalysisStore>(
+#[utoipa::path(
+    post,
+    path = "/api/v1/metrics/collect",
+    tag = "metrics",
+    operation_id = "collectNow",
+    request_body = CollectRequest,
+    responses(
+        (status = 200, description = "Scraped, normalized and stored", body = Collected),
+        (status = 400, description = "No body, invalid JSON, or `instance_id` is not a valid id", body = ErrorBody),
+        (status = 404, description = "No such instance", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 500, description = "A stored item is corrupt", body = ErrorBody),
+        (status = 502, description = "The server could not be scraped (`scrape_failed`, `details` has `kind` and `attempts`) or its metrics not parsed (`unparseable_metrics`)", body = ErrorBody),
+        (status = 503, description = "The store is unavailable", body = ErrorBody),
+    ),
+)]
+pub(super) async fn collect_now<S: InstanceStore + SnapshotStore + AnalysisStore>(
     ctx: &ApiContext<S>,
     req: &ApiRequest,
 ) -> Routed {
@@ -264,16 +533,20 @@ async fn collect_now<S: InstanceStore + SnapshotStore + AnalysisStore>(
         slot_ms: now,
         scraped_at_ms: now,
         engine: snap.engine,
-        generation: snap.generation.clone(),
-        models: snap.models.clone(),
+        generation: snap.generation,
+        models: snap.models,
         partial,
         expires_at: now / 1000 + ctx.snapshot_ttl_hours * 3600,
     };
     ctx.store
         .put_snapshots(std::slice::from_ref(&stored))
         .await?;
-    Ok((
+    reply(
         StatusCode::OK,
-        json!({"snapshot": stored, "notes": snap.notes, "unknown_families": snap.unknown_families}),
-    ))
+        &Collected {
+            snapshot: stored,
+            notes: snap.notes,
+            unknown_families: snap.unknown_families,
+        },
+    )
 }

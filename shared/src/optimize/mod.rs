@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Optimizer {
     KvCache,
@@ -28,6 +29,7 @@ pub enum Optimizer {
 
 /// Ordered: `Low < Medium < High`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RiskLevel {
     Low,
@@ -36,12 +38,14 @@ pub enum RiskLevel {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Risk {
     pub level: RiskLevel,
     pub description: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Direction {
     Increase,
@@ -50,6 +54,7 @@ pub enum Direction {
 
 /// One expected consequence of the change (the intended one first, then the trade-offs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Effect {
     /// What moves, e.g. `kv_cache_capacity`, `preemptions`, `ttft_p95`, `throughput`.
     pub metric: String,
@@ -60,6 +65,7 @@ pub struct Effect {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Recommendation {
     /// Stable across runs: a hash of engine, knob, proposed value and motivating bottleneck.
     pub id: String,
@@ -78,6 +84,7 @@ pub struct Recommendation {
     pub current: CurrentValue,
     pub proposed: Value,
     /// The patch a rollout applies: knob → new value.
+    #[schema(schema_with = crate::instance::engine_config_schema)]
     pub changes: EngineConfig,
     /// The bottleneck's numbers that motivate the change.
     pub rationale: String,
