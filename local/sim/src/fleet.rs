@@ -442,6 +442,7 @@ impl Instance {
         live.up = self.startup_error().is_none();
         live.startup_error = self.startup_error().map(str::to_string);
         InstanceView {
+            metrics_path: format!("/instances/{}/metrics", self.id),
             id: self.id.clone(),
             engine: self.engine(),
             generation: self.generation.as_str().to_string(),
@@ -518,6 +519,8 @@ pub struct Capacity {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceView {
     pub id: String,
+    /// Where this instance's `/metrics` is served, relative to the simulator's base URL.
+    pub metrics_path: String,
     pub engine: EngineKind,
     pub generation: String,
     pub model: String,

@@ -404,3 +404,38 @@ fn an_unknown_scenario_is_refused_with_the_known_names() {
         .expect_err("unknown");
     assert!(err.to_string().contains("load_spike"), "{err}");
 }
+
+#[test]
+fn long_prompts_fill_the_kv_pool() {
+    let make = || {
+        let mut s = spec("i1", EngineKind::Vllm, "v1", 10.0);
+        s.config.gpu_memory_utilization = Some(0.5);
+        fleet_of(vec![s], 101)
+    };
+    let (mut base, mut long) = (make(), make());
+    long.scenario(&Scenario {
+        name: "long_prompts".into(),
+        group: None,
+        instance: Some("i1".into()),
+        factor: Some(6.0),
+        config: None,
+        restart: None,
+    })
+    .expect("scenario applies");
+    base.advance(60.0);
+    long.advance(60.0);
+    let kv = |f: &perfagent_sim::fleet::Fleet| {
+        sum_of(
+            &f.render("i1").expect("exists"),
+            "vllm:kv_cache_usage_perc",
+            &[],
+        )
+    };
+    assert!(
+        kv(&long) > 2.0 * kv(&base),
+        "kv {} -> {}",
+        kv(&base),
+        kv(&long)
+    );
+    assert_eq!(long.view("i1").expect("exists").prompt_factor, 6.0);
+}
