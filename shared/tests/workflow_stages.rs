@@ -461,7 +461,14 @@ async fn a_second_decision_is_already_decided_and_strangers_cannot_decide() {
         rejected_after,
         Err(DecisionError::AlreadyDecided { .. })
     ));
-    assert_eq!(load(&w, &wf.id).await.decided_by.as_deref(), Some(ALICE));
+    let record = load(&w, &wf.id).await;
+    assert_eq!(record.decided_by.as_deref(), Some(ALICE));
+    assert_eq!(record.task_token.as_deref(), Some("token-1"));
+    assert_eq!(
+        record.redacted().task_token,
+        None,
+        "the API never shows the token"
+    );
     // The orchestrator was told once, with the approve and reject routes.
     let notes = w.orchestrator.approvals();
     assert_eq!(notes.len(), 1);

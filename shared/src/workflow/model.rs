@@ -300,6 +300,15 @@ impl Workflow {
         }
     }
 
+    /// The record as the API shows it: without the task token, which is a capability to drive the
+    /// state machine and belongs only to the approval path.
+    pub fn redacted(&self) -> Workflow {
+        Workflow {
+            task_token: None,
+            ..self.clone()
+        }
+    }
+
     /// Instances this workflow asked to change: what a rollback must restore.
     pub fn touched(&self) -> impl Iterator<Item = &Id> {
         self.previous_configs.keys()

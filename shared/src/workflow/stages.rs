@@ -567,9 +567,11 @@ async fn decide(
         match save(deps, &mut wf, event, principal, why.clone()).await {
             Ok(()) => {
                 if !approve {
-                    finish(deps, &wf, principal, &why)
-                        .await
-                        .map_err(DecisionError::Stage)?;
+                    // The decision stands and its token must reach the caller: a group lock that
+                    // could not be freed now is freed by the Expire stage the timeout runs.
+                    if let Err(e) = finish(deps, &wf, principal, &why).await {
+                        tracing::warn!(workflow = %wf.id, error = %e, "group release after rejection failed");
+                    }
                 }
                 return Ok(Decision {
                     task_token: token,
