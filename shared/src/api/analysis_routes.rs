@@ -284,7 +284,7 @@ where
         ));
     }
     match ctx.store.recommendation(id).await? {
-        Some(r) => reply::<GroupRecommendation>(StatusCode::OK, &r),
+        Some(r) => reply(StatusCode::OK, &r),
         None => Err(ApiError::not_found(format!("recommendation {id}"))),
     }
 }
@@ -385,7 +385,7 @@ where
 {
     let group = path_id("group", group)?;
     match ctx.store.group_analysis(&group).await? {
-        Some(a) => reply::<GroupAnalysisRecord>(StatusCode::OK, &a),
+        Some(a) => reply(StatusCode::OK, &a),
         None => Err(ApiError::not_found(format!(
             "an analysis of group {group} (the analyzer has not run for it yet)"
         ))),

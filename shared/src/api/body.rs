@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 pub struct ErrorBody {
     /// Stable: `bad_request`, `invalid_json`, `validation_failed`, `not_found`,
     /// `method_not_allowed`, `conflict`, `body_too_large`, `unparseable_metrics`,
-    /// `scrape_failed`, `store_unavailable`, `store_corrupt`.
+    /// `scrape_failed`, `store_unavailable`, `store_corrupt`, `serialize_failed`.
     #[schema(example = "validation_failed")]
     pub code: String,
     pub message: String,

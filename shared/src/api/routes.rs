@@ -328,7 +328,7 @@ pub(super) async fn get_instance<S: InstanceStore + SnapshotStore + AnalysisStor
 ) -> Routed {
     let id = path_id("id", id)?;
     match ctx.store.get_instance(&id).await? {
-        Some(reg) => reply::<Registered>(StatusCode::OK, &reg),
+        Some(reg) => reply(StatusCode::OK, &reg),
         None => Err(ApiError::not_found(format!("instance {id}"))),
     }
 }
