@@ -9,9 +9,15 @@
 //!    `body = ErrorBody`; a route that needs no signature adds `security(())`);
 //! 2. the router's table `routes::ROUTES` gets one line (method, path, `Op`), and `route` a match
 //!    arm for the new `Op`;
-//! 3. the document gets **one line**: the handler's path in `paths(...)` below.
+//! 3. the document gets **one line**: the handler's path in `paths(...)` below, e.g.
+//!    `workflow_routes::start_workflow,`.
 //!
-//! `tests/api_openapi.rs` fails while the router's table and the document disagree.
+//! The types named in `body = ...` and `request_body = ...` derive `utoipa::ToSchema` (domain types
+//! take it as a separate `#[derive(utoipa::ToSchema)]` line; it follows their serde attributes),
+//! and a body the route builds ad hoc becomes a struct in `api::body` that the handler serializes,
+//! so the document and the answer come from one type. Schemas it references are collected on
+//! their own. `tests/api_openapi.rs` fails while the router's table and the document disagree;
+//! add a call of the new route there to validate its answers against the document.
 
 use super::analysis_routes;
 use super::routes::{self, reply, Routed};
