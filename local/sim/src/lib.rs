@@ -6,6 +6,7 @@ pub mod fleet;
 pub mod hist;
 pub mod model;
 pub mod numfmt;
+pub mod orchestrator;
 pub mod render;
 pub mod rng;
 pub mod server;
