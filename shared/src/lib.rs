@@ -20,6 +20,7 @@ pub mod orchestrator;
 pub mod probe;
 pub mod promtext;
 pub mod scrape;
+pub mod sfn;
 pub mod snapshot;
 pub mod store;
 pub mod window;

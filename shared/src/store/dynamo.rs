@@ -10,7 +10,7 @@ use crate::analyzer::{
     AnalysisStore, GroupAnalysisRecord, GroupConfig, GroupRecommendation, InstanceAnalysisRecord,
     RecommendationStatus,
 };
-use crate::instance::{Id, Instance};
+use crate::instance::{EngineConfig, Id, Instance};
 use crate::snapshot::Engine;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -29,6 +29,15 @@ const SLOT_MAX_MS: i64 = 999_999_999_999_999;
 const BATCH_WRITE_MAX: usize = 25;
 const BATCH_GET_MAX: usize = 100;
 const UNPROCESSED_RETRIES: u32 = 8;
+/// Read-modify-write rounds of an instance's config before giving up on a registry that keeps
+/// changing under it.
+const CONFIG_UPDATE_ATTEMPTS: usize = 4;
+
+// The workflow store (workflow records, group locks, bake samples) on the same table; a child
+// module so it shares this adapter's helpers and its layout cache.
+#[path = "workflow_dynamo.rs"]
+mod workflow_dynamo;
+pub use workflow_dynamo::{SAMPLE_TTL_HOURS, WORKFLOW_LIST_LIMIT};
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -444,6 +453,51 @@ impl InstanceStore for DynamoStore {
             Err(e) => Err(unavailable(e)),
             Ok(_) => Ok(()),
         }
+    }
+
+    async fn update_config(
+        &self,
+        id: &Id,
+        config: &EngineConfig,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        // The config lives inside the `instance` document: a compare-and-set on the whole
+        // document, so a concurrent re-registration or delete is never overwritten.
+        for _ in 0..CONFIG_UPDATE_ATTEMPTS {
+            let item = self
+                .get_doc(&instance_pk(id), "META")
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+            let old = s(&item, "instance")?;
+            let mut instance: Instance = serde_json::from_str(old)
+                .map_err(|e| StoreError::Corrupt(format!("instance: {e}")))?;
+            if &instance.config == config {
+                return Ok(());
+            }
+            instance.config = config.clone();
+            instance.updated_at_ms = now_ms;
+            let new =
+                serde_json::to_string(&instance).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            match self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&instance_pk(id), "META")))
+                .update_expression("SET instance = :new")
+                .condition_expression("instance = :old")
+                .expression_attribute_values(":new", AttributeValue::S(new))
+                .expression_attribute_values(":old", AttributeValue::S(old.to_string()))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if is_conditional_failure(&e) => continue,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "instance {id} kept changing while its config was being updated"
+        )))
     }
 }
 

@@ -6,7 +6,7 @@ use crate::analyzer::{
     AnalysisStore, GroupAnalysisRecord, GroupConfig, GroupRecommendation, InstanceAnalysisRecord,
     RecommendationStatus,
 };
-use crate::instance::{Id, Instance};
+use crate::instance::{EngineConfig, Id, Instance};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -94,6 +94,24 @@ impl InstanceStore for MemoryStore {
             // The instance was deleted while being scraped: nothing to record.
             None => Ok(()),
         }
+    }
+
+    async fn update_config(
+        &self,
+        id: &Id,
+        config: &EngineConfig,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let r = g
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound(format!("instance {id}")))?;
+        if &r.instance.config != config {
+            r.instance.config = config.clone();
+            r.instance.updated_at_ms = now_ms;
+        }
+        Ok(())
     }
 }
 

@@ -8,7 +8,7 @@ pub mod dynamo;
 pub mod memory;
 
 use crate::breaker::Breaker;
-use crate::instance::{Id, Instance};
+use crate::instance::{EngineConfig, Id, Instance};
 use crate::snapshot::{Engine, ModelMetrics};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,14 @@ pub trait InstanceStore: Send + Sync {
     async fn delete_instance(&self, id: &Id) -> Result<bool, StoreError>;
     /// Records scrape health without touching the registry fields.
     async fn put_health(&self, id: &Id, health: &Health) -> Result<(), StoreError>;
+    /// Replaces an instance's config (after a rollout changed or restored it), leaving its other
+    /// fields and health as they are; `NotFound` if the instance is not registered.
+    async fn update_config(
+        &self,
+        id: &Id,
+        config: &EngineConfig,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 #[async_trait]

@@ -1,10 +1,13 @@
 //! The optimization workflow: how an approved recommendation reaches a deployment group without
 //! ever leaving it half-changed. States and their transitions ([`state`]), the workflow record
 //! ([`model`]), the ports it runs on ([`ports`]), the stage functions the state machine calls
-//! ([`stages`]), the canary judge ([`judge`], [`stats`]) and in-memory ports for tests
-//! ([`memory`]). `docs/workflow.md` explains the whole; `statemachine/optimization.asl.json` is
-//! the state machine that calls the stages.
+//! ([`stages`]), the canary judge ([`judge`], [`stats`]), in-memory ports for tests
+//! ([`memory`]), the engine that runs them ([`engine`]; Step Functions in `crate::sfn`) and the
+//! deployed sampler and directory ([`adapters`]). `docs/workflow.md` explains the whole;
+//! `statemachine/optimization.asl.json` is the state machine that calls the stages.
 
+pub mod adapters;
+pub mod engine;
 pub mod judge;
 pub mod memory;
 pub mod model;
