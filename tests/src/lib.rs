@@ -144,6 +144,34 @@ impl Stack {
         self.invoke(self.var("COLLECTOR_FUNCTION_NAME"), payload)
             .await
     }
+
+    /// Runs the deployed analyzer now (as its schedule would).
+    pub async fn invoke_analyzer(&self) -> Result<Value> {
+        if self.var("ANALYZER_FUNCTION_NAME").is_empty() {
+            bail!("the stack has no ANALYZER_FUNCTION_NAME output");
+        }
+        self.invoke(self.var("ANALYZER_FUNCTION_NAME"), &serde_json::json!({}))
+            .await
+    }
+
+    /// Removes every registered instance, so a test or the demo starts from an empty registry.
+    pub async fn clear_registry(&self) -> Result<()> {
+        let (_, list) = self
+            .api
+            .call(http::Method::GET, "/api/v1/instances", None)
+            .await?;
+        for i in list["instances"].as_array().cloned().unwrap_or_default() {
+            let id = i["id"].as_str().unwrap_or_default();
+            self.api
+                .call(
+                    http::Method::DELETE,
+                    &format!("/api/v1/instances/{id}"),
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// A fleet simulator serving inside the test process; the deployed functions scrape it over loopback.
