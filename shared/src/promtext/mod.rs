@@ -62,6 +62,7 @@ mod labels;
 mod number;
 mod openmetrics;
 mod parser;
+mod scan;
 mod writer;
 
 use std::borrow::Cow;

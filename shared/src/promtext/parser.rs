@@ -4,8 +4,13 @@
 use super::labels::{unescape, Labels};
 use super::number::{lenient_ms, parse_f64, parse_i64, seconds_to_ms};
 use super::openmetrics::{self, Checker};
+use super::scan::{
+    find3, find_class, has_class, line_end, skip_class, CR, LABEL_REST, LABEL_START, NAME_REST,
+    NAME_START, NEWLINE, SPACE, TAB,
+};
 use super::{Exposition, Family, Format, MetricType, Mode, ParseError, Sample};
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 /// The grammar in force: each mode's rules, flattened.
@@ -14,41 +19,6 @@ enum Dialect {
     Lenient,
     Prometheus,
     OpenMetrics,
-}
-
-/// Byte classes, looked up once per byte on the hot path.
-const NAME_START: u8 = 1;
-const NAME_REST: u8 = 2;
-const LABEL_START: u8 = 4;
-const LABEL_REST: u8 = 8;
-
-const fn byte_classes() -> [u8; 256] {
-    let mut table = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        let alpha = c.is_ascii_alphabetic() || c == b'_';
-        let digit = c.is_ascii_digit();
-        let mut class = 0;
-        if alpha || c == b':' {
-            class |= NAME_START | NAME_REST;
-        }
-        if digit {
-            class |= NAME_REST | LABEL_REST;
-        }
-        if alpha {
-            class |= LABEL_START | LABEL_REST;
-        }
-        table[b] = class;
-        b += 1;
-    }
-    table
-}
-
-static CLASSES: [u8; 256] = byte_classes();
-
-fn has_class(b: u8, class: u8) -> bool {
-    CLASSES[usize::from(b)] & class != 0
 }
 
 /// How a line ended.
@@ -86,6 +56,11 @@ pub(crate) fn parse(input: &[u8], mode: Mode) -> Result<Exposition<'_>, ParseErr
         // input with invalid UTF-8 (legal in Prometheus comments) is validated slice by slice.
         text: std::str::from_utf8(input).ok(),
         dialect,
+        blank: match dialect {
+            Dialect::OpenMetrics => SPACE,
+            Dialect::Prometheus => SPACE | TAB,
+            Dialect::Lenient => SPACE | TAB | CR,
+        },
         timestamps_in_seconds: match dialect {
             Dialect::OpenMetrics => true,
             Dialect::Prometheus => false,
@@ -98,8 +73,11 @@ pub(crate) fn parse(input: &[u8], mode: Mode) -> Result<Exposition<'_>, ParseErr
         line: 1,
         line_start: 0,
         checker: (dialect == Dialect::OpenMetrics).then(Checker::default),
+        staged: Vec::new(),
+        staged_family: usize::MAX,
     };
     parser.run()?;
+    parser.flush_samples();
     Ok(Exposition {
         families: parser.families,
     })
@@ -118,6 +96,8 @@ struct Parser<'a> {
     input: &'a [u8],
     text: Option<&'a str>,
     dialect: Dialect,
+    /// The byte classes that separate tokens in this dialect.
+    blank: u8,
     timestamps_in_seconds: bool,
     families: Vec<Family<'a>>,
     states: Vec<FamilyState>,
@@ -128,6 +108,10 @@ struct Parser<'a> {
     line: usize,
     line_start: usize,
     checker: Option<Checker<'a>>,
+    /// Samples of the family being read, moved into it in one exact allocation when another
+    /// family starts (growing every family's vector sample by sample cost more than parsing).
+    staged: Vec<Sample<'a>>,
+    staged_family: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -157,21 +141,15 @@ impl<'a> Parser<'a> {
     }
 
     fn is_blank(&self, b: u8) -> bool {
-        match self.dialect {
-            Dialect::OpenMetrics => b == b' ',
-            Dialect::Prometheus => b == b' ' || b == b'\t',
-            Dialect::Lenient => b == b' ' || b == b'\t' || b == b'\r',
-        }
+        has_class(b, self.blank)
     }
 
-    fn skip_blanks(&self, mut pos: usize) -> usize {
-        while let Some(b) = self.byte(pos) {
-            if !self.is_blank(b) {
-                break;
-            }
-            pos += 1;
+    fn skip_blanks(&self, pos: usize) -> usize {
+        // Most tokens are followed by no blank or exactly one: check a byte before scanning.
+        match self.byte(pos) {
+            Some(b) if self.is_blank(b) => skip_class(self.input, pos + 1, self.blank),
+            _ => pos,
         }
-        pos
     }
 
     fn at_line_end(&self, pos: usize) -> bool {
@@ -179,21 +157,12 @@ impl<'a> Parser<'a> {
     }
 
     fn line_end(&self, pos: usize) -> usize {
-        self.input
-            .get(pos..)
-            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
-            .map_or(self.input.len(), |i| pos + i)
+        line_end(self.input, pos)
     }
 
     /// The end of a token: the next blank or line end.
-    fn token_end(&self, mut pos: usize) -> usize {
-        while let Some(b) = self.byte(pos) {
-            if b == b'\n' || self.is_blank(b) {
-                break;
-            }
-            pos += 1;
-        }
-        pos
+    fn token_end(&self, pos: usize) -> usize {
+        find_class(self.input, pos, self.blank | NEWLINE)
     }
 
     fn run(&mut self) -> Result<(), ParseError> {
@@ -262,20 +231,29 @@ impl<'a> Parser<'a> {
     // ---------------------------------------------------------------- samples
 
     fn sample(&mut self, start: usize) -> Result<usize, ParseError> {
-        let mut pos = start;
-        match self.byte(pos) {
-            Some(b) if has_class(b, NAME_START) => pos += 1,
+        match self.byte(start) {
+            Some(b) if has_class(b, NAME_START) => {}
             Some(b'{') => {
-                return Err(self.err(pos, "metric name missing (quoted names are not supported)"))
+                return Err(self.err(
+                    start,
+                    "metric name missing (quoted names are not supported)",
+                ))
             }
-            _ => return Err(self.err(pos, "expected a metric name")),
+            _ => return Err(self.err(start, "expected a metric name")),
         }
-        while let Some(b) = self.byte(pos) {
-            if !has_class(b, NAME_REST) {
-                break;
-            }
-            pos += 1;
-        }
+        // A sample usually continues the current family, whose name was validated on its TYPE
+        // line: compare those bytes at once and scan only the suffix.
+        let known = self
+            .current
+            .and_then(|c| self.families.get(c))
+            .map(|f| f.name.as_bytes())
+            .filter(|known| {
+                self.input
+                    .get(start..)
+                    .is_some_and(|rest| rest.starts_with(known))
+            })
+            .map_or(0, <[u8]>::len);
+        let mut pos = skip_class(self.input, start + known.max(1), NAME_REST);
         let name = self.str_at(start, pos)?;
 
         let mut labels = Labels::default();
@@ -337,13 +315,22 @@ impl<'a> Parser<'a> {
             value,
             timestamp_ms: tail.timestamp_ms,
         };
+        // The current family when the name is its name plus a suffix its type allows.
+        let continues = match (self.current, name.get(known..)) {
+            (Some(cur), Some(suffix)) if known > 0 => self
+                .families
+                .get(cur)
+                .filter(|f| lenient_suffix_allowed(f.kind, suffix))
+                .map(|_| cur),
+            _ => None,
+        };
         match self.dialect {
             Dialect::Lenient => {
-                let family = self.family_for_sample(name);
+                let family = continues.unwrap_or_else(|| self.family_for_sample(name));
                 self.push_sample(family, sample);
             }
             Dialect::Prometheus => {
-                let family = self.family_for_sample(name);
+                let family = continues.unwrap_or_else(|| self.family_for_sample(name));
                 self.check_prometheus_sample(family, &sample, start)?;
                 self.push_sample(family, sample);
             }
@@ -363,8 +350,27 @@ impl<'a> Parser<'a> {
     }
 
     fn push_sample(&mut self, family: usize, sample: Sample<'a>) {
-        if let Some(f) = self.families.get_mut(family) {
-            f.samples.push(sample);
+        if family != self.staged_family {
+            self.flush_samples();
+            self.staged_family = family;
+        }
+        self.staged.push(sample);
+    }
+
+    /// Moves the staged samples into their family: one exact allocation for a family's first
+    /// run of samples, amortized growth when a split family gets more.
+    fn flush_samples(&mut self) {
+        if self.staged.is_empty() {
+            return;
+        }
+        match self.families.get_mut(self.staged_family) {
+            Some(f) => {
+                if f.samples.is_empty() {
+                    f.samples = Vec::with_capacity(self.staged.len());
+                }
+                f.samples.append(&mut self.staged);
+            }
+            None => self.staged.clear(),
         }
     }
 
@@ -531,13 +537,7 @@ impl<'a> Parser<'a> {
                 _ => return Err(self.err(pos, "expected a label name")),
             }
             let name_start = pos;
-            pos += 1;
-            while let Some(b) = self.byte(pos) {
-                if !has_class(b, LABEL_REST) {
-                    break;
-                }
-                pos += 1;
-            }
+            pos = skip_class(self.input, pos + 1, LABEL_REST);
             if check_names {
                 names.push(self.str_at(name_start, pos)?);
             }
@@ -556,6 +556,7 @@ impl<'a> Parser<'a> {
             }
             pos += 1;
             loop {
+                pos = find3(self.input, pos, b'"', b'\\', b'\n');
                 match self.byte(pos) {
                     None | Some(b'\n') => {
                         return Err(self.err(pos, "label value not closed before the line end"))
@@ -650,6 +651,14 @@ impl<'a> Parser<'a> {
     }
 
     fn new_family(&mut self, name: &'a str) -> usize {
+        let index = self.push_family(name);
+        if self.dialect != Dialect::OpenMetrics {
+            self.index.insert(name, index);
+        }
+        index
+    }
+
+    fn push_family(&mut self, name: &'a str) -> usize {
         let index = self.families.len();
         self.families.push(Family {
             name,
@@ -659,17 +668,24 @@ impl<'a> Parser<'a> {
             samples: Vec::new(),
         });
         self.states.push(FamilyState::default());
-        if self.dialect != Dialect::OpenMetrics {
-            self.index.insert(name, index);
-        }
         index
     }
 
     /// The family for a HELP/TYPE/UNIT line (lenient and Prometheus).
     fn family_for_metadata(&mut self, name: &'a str) -> usize {
-        let index = match self.index.get(name) {
-            Some(&i) => i,
-            None => self.new_family(name),
+        if let Some(cur) = self.current {
+            if self.families.get(cur).is_some_and(|f| f.name == name) {
+                return cur;
+            }
+        }
+        let index = match self.index.entry(name) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let index = self.families.len();
+                e.insert(index);
+                self.push_family(name);
+                index
+            }
         };
         self.current = Some(index);
         index
@@ -697,6 +713,7 @@ impl<'a> Parser<'a> {
 
     /// Strict OpenMetrics: runs the whole-family checks on the current family.
     fn close_family(&mut self) -> Result<(), ParseError> {
+        self.flush_samples();
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
@@ -769,16 +786,11 @@ impl<'a> Parser<'a> {
         if !is_meta {
             return Ok(Line::Next(self.line_end(pos)));
         }
+        self.flush_samples();
         pos = self.skip_blanks(pos);
         let name_start = pos;
         if self.byte(pos).is_some_and(|b| has_class(b, NAME_START)) {
-            pos += 1;
-            while let Some(b) = self.byte(pos) {
-                if !has_class(b, NAME_REST) {
-                    break;
-                }
-                pos += 1;
-            }
+            pos = skip_class(self.input, pos + 1, NAME_REST);
         }
         if self.at_line_end(pos) && pos == name_start {
             // `# HELP` alone: a comment, as the reference parser treats it.
@@ -900,6 +912,7 @@ impl<'a> Parser<'a> {
         if line == b"# EOF" {
             return Ok(Line::Eof(end));
         }
+        self.flush_samples();
         let Some(rest) = line.strip_prefix(b"# ") else {
             return Err(self.err(
                 hash,
@@ -1033,27 +1046,31 @@ fn lenient_suffix_allowed(kind: MetricType, suffix: &str) -> bool {
 
 /// TYPE values of Prometheus text, any case, as the reference parser reads them.
 fn prometheus_type(tok: &[u8]) -> Option<MetricType> {
-    let lower = tok.to_ascii_lowercase();
-    Some(match lower.as_slice() {
-        b"counter" => MetricType::Counter,
-        b"gauge" => MetricType::Gauge,
-        b"histogram" => MetricType::Histogram,
-        b"gaugehistogram" | b"gauge_histogram" => MetricType::GaugeHistogram,
-        b"summary" => MetricType::Summary,
-        b"untyped" => MetricType::Unknown,
-        _ => return None,
-    })
+    const NAMES: [(&[u8], MetricType); 7] = [
+        (b"counter", MetricType::Counter),
+        (b"gauge", MetricType::Gauge),
+        (b"histogram", MetricType::Histogram),
+        (b"summary", MetricType::Summary),
+        (b"untyped", MetricType::Unknown),
+        (b"gaugehistogram", MetricType::GaugeHistogram),
+        (b"gauge_histogram", MetricType::GaugeHistogram),
+    ];
+    find_type(&NAMES, tok)
 }
 
 /// Any TYPE value of either format, any case.
 fn lenient_type(tok: &[u8]) -> Option<MetricType> {
-    prometheus_type(tok).or_else(|| {
-        let lower = tok.to_ascii_lowercase();
-        match lower.as_slice() {
-            b"unknown" => Some(MetricType::Unknown),
-            b"info" => Some(MetricType::Info),
-            b"stateset" => Some(MetricType::StateSet),
-            _ => None,
-        }
-    })
+    const NAMES: [(&[u8], MetricType); 3] = [
+        (b"unknown", MetricType::Unknown),
+        (b"info", MetricType::Info),
+        (b"stateset", MetricType::StateSet),
+    ];
+    prometheus_type(tok).or_else(|| find_type(&NAMES, tok))
+}
+
+fn find_type(names: &[(&[u8], MetricType)], tok: &[u8]) -> Option<MetricType> {
+    names
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(tok))
+        .map(|&(_, kind)| kind)
 }
