@@ -32,8 +32,11 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use translate::{native_config, sim_values, translate, translate_whole, Target, TranslateError};
 
@@ -135,8 +138,7 @@ pub enum Outcome {
 pub struct CallRecord {
     pub seq: u64,
     pub at_ms: i64,
-    /// `None` for a dropped connection (no request was read).
-    pub operation: Option<Operation>,
+    pub operation: Operation,
     pub idempotency_key: Option<String>,
     pub workflow_id: Option<String>,
     /// 0 for a dropped connection.
@@ -593,17 +595,17 @@ impl OrchestratorState {
         self.shared.clock.now_ms()
     }
 
-    /// Whether a new connection is to be dropped (and records it if so).
-    fn drop_connection(&self) -> bool {
+    /// Whether a connection whose first request is for `op` is to be dropped (recorded if so).
+    fn drop_connection(&self, op: Operation) -> bool {
         let mut r = lock(&self.shared.records);
-        if !r.faults.take_connection() {
+        if !r.faults.take_connection(op) {
             return false;
         }
         r.next_seq += 1;
         let call = CallRecord {
             seq: r.next_seq,
             at_ms: self.shared.clock.now_ms(),
-            operation: None,
+            operation: op,
             idempotency_key: None,
             workflow_id: None,
             status: 0,
@@ -664,7 +666,7 @@ impl OrchestratorState {
         lock(&self.shared.records).calls.push(CallRecord {
             seq,
             at_ms,
-            operation: Some(op),
+            operation: op,
             idempotency_key: key,
             workflow_id,
             status: answer.status.as_u16(),
@@ -1365,8 +1367,9 @@ async fn reset(State(s): State<OrchestratorState>) -> Response {
     Json(json!({"reset": true})).into_response()
 }
 
-/// A listener that drops new connections while a `down` + `close` rule is in force, so clients
-/// see a connection closed without an answer rather than a 503.
+/// A listener whose connections are closed without an answer when their first request is for
+/// an operation under a `down` + `close` rule: the client sees the connection drop, not a 503.
+/// The admin API stays reachable.
 pub struct OrchestratorListener {
     inner: TcpListener,
     state: OrchestratorState,
@@ -1379,18 +1382,20 @@ impl OrchestratorListener {
 }
 
 impl axum::serve::Listener for OrchestratorListener {
-    type Io = TcpStream;
+    type Io = GatedIo;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (GatedIo, SocketAddr) {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
-                    if self.state.drop_connection() {
-                        drop(stream);
-                        continue;
-                    }
-                    return (stream, addr);
+                    let io = GatedIo {
+                        inner: stream,
+                        state: self.state.clone(),
+                        checked: false,
+                        dropped: false,
+                    };
+                    return (io, addr);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -1403,6 +1408,102 @@ impl axum::serve::Listener for OrchestratorListener {
 
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// The contract operation a request line (`POST /v1/configs/apply HTTP/1.1`) is for.
+fn operation_of(request_start: &[u8]) -> Option<Operation> {
+    let line = request_start.split(|b| *b == b'\n').next()?;
+    let target = std::str::from_utf8(line).ok()?.split_whitespace().nth(1)?;
+    let path = target.split('?').next()?;
+    Operation::ALL.into_iter().find(|op| op.path() == path)
+}
+
+fn dropped_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "injected: connection dropped",
+    )
+}
+
+/// A connection that reads as closed when its first request is to be dropped.
+pub struct GatedIo {
+    inner: TcpStream,
+    state: OrchestratorState,
+    /// The first read (holding the request line) has been looked at.
+    checked: bool,
+    /// The connection is being dropped: reads see end of stream, writes fail, so no answer
+    /// (not even a 400 for the rest of the request) goes out.
+    dropped: bool,
+}
+
+impl AsyncRead for GatedIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.dropped {
+            return Poll::Ready(Ok(()));
+        }
+        if this.checked {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &polled {
+            let first = buf.filled().get(before..).unwrap_or_default();
+            if !first.is_empty() {
+                this.checked = true;
+                if let Some(op) = operation_of(first) {
+                    if this.state.drop_connection(op) {
+                        // Forget what was read: the server sees end of stream and closes.
+                        buf.set_filled(before);
+                        this.dropped = true;
+                    }
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for GatedIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.dropped {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.dropped {
+            return Poll::Ready(Err(dropped_error()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -63,8 +63,9 @@ impl fmt::Display for Operation {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Failure {
-    /// 503 with `Connection: close`; with `close`, new connections are dropped before any
-    /// answer (only for all operations: the operation is not known before the request is read).
+    /// 503 with `Connection: close`; with `close`, a new connection is closed as soon as its
+    /// request line names the operation, without any answer (a request on a connection already
+    /// open still gets the 503).
     Down { close: bool },
     /// The call is processed, then the answer waits this long (a client that times out finds
     /// the result kept under its key).
@@ -109,7 +110,7 @@ pub struct FailRequest {
     /// Only the next N calls fail, then the rule clears itself.
     #[serde(default)]
     pub fail_next: Option<u32>,
-    /// `down`: drop connections instead of answering 503 (all operations only).
+    /// `down`: close new connections without answering instead of answering 503.
     #[serde(default)]
     pub close: Option<bool>,
 }
@@ -135,17 +136,9 @@ impl FailRequest {
         }
         let failure = match mode {
             ModeName::Off => return Ok(None),
-            ModeName::Down => {
-                let close = self.close.unwrap_or(false);
-                if close && self.operation.is_some() {
-                    return Err(FailRequestError(
-                        "close drops connections before the operation is known: use it without \
-                         an operation"
-                            .into(),
-                    ));
-                }
-                Failure::Down { close }
-            }
+            ModeName::Down => Failure::Down {
+                close: self.close.unwrap_or(false),
+            },
             ModeName::Slow => {
                 let seconds = self.seconds.ok_or_else(|| {
                     FailRequestError("slow needs seconds (the delay before answering)".into())
@@ -211,25 +204,24 @@ impl Faults {
         Some(failure)
     }
 
-    /// Whether a new connection is to be dropped (a `down` rule with `close` for all operations).
-    pub fn take_connection(&mut self) -> bool {
-        match self.all {
-            Some(Rule {
-                failure: Failure::Down { close: true },
-                ..
-            }) => {
-                self.take_all();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn take_all(&mut self) {
-        if let Some(rule) = self.all.as_mut() {
-            if spend(rule).1 {
-                self.all = None;
-            }
+    /// Whether a connection whose first request is for `op` is to be dropped (a `down` rule
+    /// with `close`), counting it against a `fail_next` budget.
+    pub fn take_connection(&mut self, op: Operation) -> bool {
+        let closes = |r: Option<&Rule>| {
+            matches!(
+                r,
+                Some(Rule {
+                    failure: Failure::Down { close: true },
+                    ..
+                })
+            )
+        };
+        let rule = self.operations.get(&op).or(self.all.as_ref());
+        if closes(rule) {
+            self.take(op);
+            true
+        } else {
+            false
         }
     }
 }
@@ -299,7 +291,6 @@ mod tests {
             r#"{"mode":"slow","seconds":0}"#,
             r#"{"mode":"error","status":200}"#,
             r#"{"fail_next":0}"#,
-            r#"{"mode":"down","close":true,"operation":"apply"}"#,
         ] {
             assert!(req(bad).rule().is_err(), "{bad}");
         }
@@ -307,17 +298,18 @@ mod tests {
     }
 
     #[test]
-    fn only_a_close_rule_for_all_drops_connections_and_it_counts_them() {
+    fn only_a_close_rule_drops_connections_and_each_drop_counts_as_a_call() {
         let mut f = Faults::default();
         f.set(None, req(r#"{"mode":"down"}"#).rule().unwrap());
-        assert!(!f.take_connection());
+        assert!(!f.take_connection(Operation::Apply));
         f.set(
-            None,
+            Some(Operation::Apply),
             req(r#"{"mode":"down","close":true,"fail_next":1}"#)
                 .rule()
                 .unwrap(),
         );
-        assert!(f.take_connection());
-        assert!(!f.take_connection());
+        assert!(!f.take_connection(Operation::Status));
+        assert!(f.take_connection(Operation::Apply));
+        assert!(!f.take_connection(Operation::Apply));
     }
 }
