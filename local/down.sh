@@ -15,7 +15,7 @@ stopped=0
 stop_pid_file() {
   local file=$1 name pid
   name=$(basename "$file" .pid)
-  if pid=$(pid_of_ours "$file" "$name") ||
+  if pid=$(pid_of_ours "$file" "${name%%-*}") ||
     pid=$(pid_of_ours "$file" "$PERFAGENT_ROOT") ||
     pid=$(pid_of_ours "$file" "$CARGO_TARGET_DIR"); then
     stop_group "$pid" "$name"
@@ -27,10 +27,13 @@ stop_pid_file() {
 }
 
 shopt -s nullglob
+# The simulators first, then the emulators (ministack-<port>.pid) they may be talking to.
 for file in "$LOCAL_STATE"/*.pid; do
-  [ "$file" = "$EMULATOR_PID_FILE" ] || stop_pid_file "$file"
+  case "$(basename "$file")" in ministack-*) ;; *) stop_pid_file "$file" ;; esac
 done
-[ -f "$EMULATOR_PID_FILE" ] && stop_pid_file "$EMULATOR_PID_FILE"
+for file in "$LOCAL_STATE"/ministack-*.pid; do
+  stop_pid_file "$file"
+done
 
 rm -f "$STACK_ENV" "$STACK_JSON"
 if [ "$stopped" = 0 ]; then

@@ -8,10 +8,11 @@ LOCAL_STATE="$PERFAGENT_ROOT/.local"
 LOCAL_LOGS="$LOCAL_STATE/logs"
 STACK_ENV="$LOCAL_STATE/stack.env"
 STACK_JSON="$LOCAL_STATE/stack.json"
-EMULATOR_PID_FILE="$LOCAL_STATE/ministack.pid"
 
 STACK_NAME="${PERFAGENT_STACK_NAME:-perfagent-local}"
 EMULATOR_PORT="${PERFAGENT_EMULATOR_PORT:-4566}"
+# One pid file per port: an emulator started on another port is another emulator.
+EMULATOR_PID_FILE="$LOCAL_STATE/ministack-$EMULATOR_PORT.pid"
 EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
 # The account MiniStack is started with; ARNs built for another account are refused by it.
 LOCAL_ACCOUNT_ID=123456789012

@@ -62,9 +62,27 @@ start_ministack() {
   die "MiniStack did not answer $EMULATOR_URL/_localstack/health within 10 s (see .local/logs/ministack.log)"
 }
 
+# wait_healthy TENTHS: polls the health endpoint for up to TENTHS tenths of a second.
+wait_healthy() {
+  local i
+  for i in $(seq 1 "$1"); do
+    emulator_healthy && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 t=$(now)
-if pid=$(pid_of_ours "$EMULATOR_PID_FILE" ministack) && emulator_healthy; then
-  log "MiniStack already running (pid $pid): updating the stack"
+if pid=$(pid_of_ours "$EMULATOR_PID_FILE" ministack); then
+  if wait_healthy 50; then
+    log "MiniStack already running (pid $pid): updating the stack"
+  else
+    log "MiniStack (pid $pid) does not answer its health check: restarting it"
+    stop_group "$pid" ministack
+    rm -f "$EMULATOR_PID_FILE"
+    start_ministack
+    log "MiniStack healthy in $(elapsed "$t") s (pid $(cat "$EMULATOR_PID_FILE"))"
+  fi
 elif [ "${PERFAGENT_EXTERNAL_EMULATOR:-0}" = 1 ]; then
   emulator_healthy || die "PERFAGENT_EXTERNAL_EMULATOR=1 but nothing answers $EMULATOR_URL/_localstack/health"
   log "using the emulator already answering on $EMULATOR_URL (not started by up.sh)"
@@ -73,9 +91,7 @@ elif port_in_use; then
 with PERFAGENT_EXTERNAL_EMULATOR=1 if it is LocalStack or MiniStack, or pick another port with \
 PERFAGENT_EMULATOR_PORT. ($(ss -ltnp "sport = :$EMULATOR_PORT" 2>/dev/null | awk 'NR==2 {print $NF}'))"
 else
-  if [ -f "$EMULATOR_PID_FILE" ]; then
-    rm -f "$EMULATOR_PID_FILE" # a stale file from a stopped or crashed run
-  fi
+  rm -f "$EMULATOR_PID_FILE" # a stale file from a stopped or crashed run, if any
   start_ministack
   log "MiniStack healthy in $(elapsed "$t") s (pid $(cat "$EMULATOR_PID_FILE"))"
 fi
