@@ -356,6 +356,8 @@ struct Changed {
 
 // The contract's request bodies. Unknown fields are allowed (the contract does not close them).
 
+/// The fields the contract requires of a recommendation; those only read to check they are
+/// present carry a leading underscore.
 #[derive(Debug, Deserialize)]
 struct RecommendationBody {
     #[serde(rename = "id")]

@@ -1256,3 +1256,41 @@ async fn the_binary_prints_ready_and_serves_the_contract_against_a_fleet_url() {
     assert_eq!(health["mode"], "auto_approve");
     assert_eq!(health["fleet"], fleet_url);
 }
+
+#[test]
+fn the_documented_translation_table_lists_exactly_the_codes_rows() {
+    use perfagent_sim::orchestrator::translate::{lookup, TABLE};
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/orchestrator-sim.md"
+    ))
+    .expect("docs/orchestrator-sim.md");
+    let mut documented = Vec::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (Some(engine), Some(knob)) = (cells.get(1), cells.get(2)) else {
+            continue;
+        };
+        let engine = match *engine {
+            "vllm" => EngineKind::Vllm,
+            "tgi" => EngineKind::Tgi,
+            "sglang" => EngineKind::Sglang,
+            _ => continue,
+        };
+        let knob = knob.trim_matches('`');
+        assert!(
+            lookup(engine, knob).is_some(),
+            "documented {engine} {knob} is not in the table"
+        );
+        documented.push((engine, knob.to_string()));
+    }
+    for row in TABLE {
+        assert!(
+            documented.contains(&(row.engine, row.knob.to_string())),
+            "{} {} is not documented",
+            row.engine,
+            row.knob
+        );
+    }
+    assert_eq!(documented.len(), TABLE.len());
+}
