@@ -6,6 +6,7 @@
 use crate::breaker::BreakerPolicy;
 use crate::collect::{CollectorConfig, DEFAULT_SNAPSHOT_TTL_HOURS};
 use crate::netguard::NetGuard;
+use crate::orchestrator::{OrchestratorConfig, DEFAULT_TIMEOUT};
 use crate::scrape::ScrapeConfig;
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -27,6 +28,18 @@ pub struct Config {
     pub state_machine_arn: Option<String>,
     pub approver_principals: Vec<String>,
     pub cors_allowed_origins: Vec<String>,
+    /// `ORCHESTRATOR_URL` and `ORCHESTRATOR_SECRET` (the HMAC secret, never logged), with
+    /// `ORCHESTRATOR_TIMEOUT_MS`; both or neither.
+    pub orchestrator: Option<OrchestratorConfig>,
+    /// `API_BASE_URL`: this API's base URL, for the approve/reject links the orchestrator gets.
+    pub api_base_url: Option<String>,
+}
+
+/// What the workflow's stage function cannot run without.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    pub orchestrator: OrchestratorConfig,
+    pub api_base_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +86,12 @@ impl Config {
             1,
             24 * 90,
         );
+        let orchestrator_timeout_ms = num(
+            "ORCHESTRATOR_TIMEOUT_MS",
+            DEFAULT_TIMEOUT.as_millis() as u64,
+            100,
+            60_000,
+        );
         let guard = match NetGuard::from_list(get("ALLOWED_NETWORKS").unwrap_or("")) {
             Ok(g) => g,
             Err(e) => {
@@ -98,6 +117,33 @@ impl Config {
                 })
                 .unwrap_or_default()
         };
+        let orchestrator = match (get("ORCHESTRATOR_URL"), get("ORCHESTRATOR_SECRET")) {
+            (Some(url), Some(secret)) => {
+                if !is_http_url(url) {
+                    problems.push(format!("ORCHESTRATOR_URL={url:?} must be an http(s) URL"));
+                }
+                Some(OrchestratorConfig {
+                    base_url: url.to_string(),
+                    secret: secret.as_bytes().to_vec(),
+                    timeout: Duration::from_millis(orchestrator_timeout_ms),
+                })
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                problems.push("ORCHESTRATOR_SECRET is required with ORCHESTRATOR_URL".into());
+                None
+            }
+            (None, Some(_)) => {
+                problems.push("ORCHESTRATOR_URL is required with ORCHESTRATOR_SECRET".into());
+                None
+            }
+        };
+        let api_base_url = get("API_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
+        if let Some(u) = &api_base_url {
+            if !is_http_url(u) {
+                problems.push(format!("API_BASE_URL={u:?} must be an http(s) URL"));
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError(problems));
         }
@@ -125,8 +171,34 @@ impl Config {
             state_machine_arn: get("STATE_MACHINE_ARN").map(String::from),
             approver_principals: list("APPROVER_PRINCIPALS"),
             cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),
+            orchestrator,
+            api_base_url,
         })
     }
+
+    /// The stage function's required settings, every missing one reported at once.
+    pub fn stage_settings(&self) -> Result<StageSettings, ConfigError> {
+        match (&self.orchestrator, &self.api_base_url) {
+            (Some(orchestrator), Some(api_base_url)) => Ok(StageSettings {
+                orchestrator: orchestrator.clone(),
+                api_base_url: api_base_url.clone(),
+            }),
+            (o, a) => Err(ConfigError(
+                [
+                    o.is_none()
+                        .then(|| "ORCHESTRATOR_URL and ORCHESTRATOR_SECRET are required".into()),
+                    a.is_none().then(|| "API_BASE_URL is required".into()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            )),
+        }
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 #[cfg(test)]
@@ -146,6 +218,38 @@ mod tests {
         assert_eq!(c.collection_interval_seconds, 30);
         assert_eq!(c.scrape.timeout, Duration::from_secs(5));
         assert_eq!(c.shard_size, 500);
+    }
+
+    #[test]
+    fn the_orchestrator_needs_both_its_url_and_its_secret() {
+        let err = Config::from_map(&vars(&[
+            ("TABLE_NAME", "t"),
+            ("ORCHESTRATOR_URL", "http://127.0.0.1:9000"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("ORCHESTRATOR_SECRET"), "{err}");
+
+        let c = Config::from_map(&vars(&[
+            ("TABLE_NAME", "t"),
+            ("ORCHESTRATOR_URL", "http://127.0.0.1:9000"),
+            ("ORCHESTRATOR_SECRET", "s3cret"),
+            ("API_BASE_URL", "https://api.example/"),
+        ]))
+        .unwrap();
+        let stage = c.stage_settings().unwrap();
+        assert_eq!(stage.api_base_url, "https://api.example");
+        assert_eq!(stage.orchestrator.secret, b"s3cret");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret never reaches a log line"
+        );
+    }
+
+    #[test]
+    fn the_stage_function_reports_every_missing_setting_at_once() {
+        let c = Config::from_map(&vars(&[("TABLE_NAME", "t")])).unwrap();
+        let err = c.stage_settings().unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
     }
 
     #[test]

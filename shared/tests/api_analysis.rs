@@ -20,6 +20,7 @@ fn ctx() -> ApiContext<MemoryStore> {
         now_ms: || 1_800_000_000_000,
         probe: Arc::new(perfagent::probe::NoDependencies),
         emit_emf: false,
+        workflows: perfagent::api::WorkflowApi::in_memory(),
     }
 }
 

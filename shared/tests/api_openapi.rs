@@ -37,6 +37,7 @@ fn ctx_with(probe: Arc<dyn HealthProbe>) -> ApiContext<MemoryStore> {
         now_ms: now,
         probe,
         emit_emf: false,
+        workflows: perfagent::api::WorkflowApi::in_memory(),
     }
 }
 

@@ -24,6 +24,7 @@ fn ctx() -> ApiContext<MemoryStore> {
         now_ms: now,
         probe: Arc::new(perfagent::probe::NoDependencies),
         emit_emf: false,
+        workflows: perfagent::api::WorkflowApi::in_memory(),
     }
 }
 

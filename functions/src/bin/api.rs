@@ -3,11 +3,15 @@
 
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Body, Request, RequestExt, Response};
-use perfagent::api::{self, ApiContext, ApiRequest};
+use perfagent::api::{self, ApiContext, ApiRequest, WorkflowApi};
 use perfagent::config::Config;
+use perfagent::orchestrator::HttpOrchestrator;
 use perfagent::probe::AwsProbe;
 use perfagent::scrape::Scraper;
+use perfagent::sfn::StepFunctionsEngine;
 use perfagent::store::dynamo::DynamoStore;
+use perfagent::workflow::adapters::{ScrapeSampler, StoreDirectory, UnconfiguredOrchestrator};
+use perfagent::workflow::{Clock, Deps, Orchestrator, SystemClock};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -43,21 +47,53 @@ async fn main() -> Result<(), lambda_http::Error> {
     perfagent_functions::init_logging();
     let config = Config::from_env()?;
     let sdk = perfagent_functions::aws_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table_name);
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &config.table_name,
+    ));
+    let sfn = aws_sdk_sfn::Client::new(&sdk);
     let probe = AwsProbe {
-        store: store.clone(),
-        sfn: aws_sdk_sfn::Client::new(&sdk),
+        store: (*store).clone(),
+        sfn: sfn.clone(),
         state_machine_arn: config.state_machine_arn.clone(),
     };
+    let scraper = Scraper::new(config.guard.clone(), config.scrape)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // Decisions report the workflow's status to the orchestrator; until one is configured the
+    // reports fail (noted in the audit trail) and everything else works.
+    let orchestrator: Arc<dyn Orchestrator> = match config.orchestrator.clone() {
+        Some(c) => Arc::new(HttpOrchestrator::new(c, clock.clone())?),
+        None => Arc::new(UnconfiguredOrchestrator),
+    };
+    let workflows = WorkflowApi {
+        deps: Deps {
+            workflows: store.clone(),
+            samples: store.clone(),
+            orchestrator,
+            sampler: Arc::new(ScrapeSampler::new(
+                scraper.clone(),
+                config.collector.concurrency,
+            )),
+            directory: Arc::new(StoreDirectory::new(store.clone(), clock.clone())),
+            clock,
+            api_base_url: config.api_base_url.clone().unwrap_or_default(),
+        },
+        engine: Arc::new(StepFunctionsEngine::new(
+            sfn,
+            config.state_machine_arn.clone(),
+        )),
+        approvers: config.approver_principals.clone(),
+    };
     let ctx = ApiContext {
-        store: Arc::new(store),
+        store,
         guard: config.guard.clone(),
-        scraper: Scraper::new(config.guard.clone(), config.scrape)?,
+        scraper,
         snapshot_ttl_hours: config.collector.snapshot_ttl_hours,
         service: config.service_name.clone(),
         now_ms: perfagent::clock::now_ms,
         probe: Arc::new(probe),
         emit_emf: true,
+        workflows,
     };
     let ctx = &ctx;
     lambda_http::run(service_fn(move |req: Request| {

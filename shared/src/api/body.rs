@@ -11,6 +11,7 @@ use crate::probe::DependencyCheck;
 use crate::snapshot::Engine;
 use crate::store::{Registered, StoredSnapshot};
 use crate::window::WindowStats;
+use crate::workflow::Workflow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -21,7 +22,9 @@ use utoipa::ToSchema;
 pub struct ErrorBody {
     /// Stable: `bad_request`, `invalid_json`, `validation_failed`, `not_found`,
     /// `method_not_allowed`, `conflict`, `body_too_large`, `unparseable_metrics`,
-    /// `scrape_failed`, `store_unavailable`, `store_corrupt`, `serialize_failed`.
+    /// `scrape_failed`, `store_unavailable`, `store_corrupt`, `serialize_failed`; workflows:
+    /// `group_busy`, `not_an_approver`, `already_decided`, `not_ready`, `expired`,
+    /// `invalid_state`, `engine_unavailable`, `engine_refused`, `orchestrator_failed`.
     #[schema(example = "validation_failed")]
     pub code: String,
     pub message: String,
@@ -250,4 +253,48 @@ pub struct GroupConfigView {
     /// True while the group has no stored configuration (the defaults apply).
     pub default: bool,
     pub config: GroupConfig,
+}
+
+/// The body of `POST /api/v1/workflows`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartWorkflow {
+    /// A group recommendation's id (`GET /api/v1/recommendations`); its group is the workflow's.
+    pub recommendation_id: String,
+    /// Approve and plan only: no instance is ever changed.
+    #[serde(default)]
+    pub advisory: bool,
+    /// Only the parameters that differ from the defaults (`docs/workflow.md`, "Parameters"), e.g.
+    /// `{"bake_samples": 10, "judge": {"alpha": 0.01}}`; `judge` is merged field by field, every
+    /// other field replaces the default.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub params: Option<Value>,
+}
+
+/// The optional body of `approve` and `reject`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    /// Why (kept in the audit trail; a rejection's reason is also the execution's failure cause).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /api/v1/workflows`: newest first, each with its audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<Workflow>,
+    pub count: usize,
+}
+
+/// An accepted decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DecisionResult {
+    /// The workflow as stored after the decision.
+    pub workflow: Workflow,
+    /// Whether the state machine received the decision. Always true for an approval (one that
+    /// cannot be delivered is a 503); a rejection stands even when it could not be delivered, and
+    /// its execution then ends at the approval timeout.
+    pub delivered: bool,
 }

@@ -11,9 +11,11 @@ mod error;
 pub mod openapi;
 mod routes;
 pub mod telemetry;
+mod workflow_routes;
 
 pub use error::ApiError;
 pub use routes::{Route, ROUTES};
+pub use workflow_routes::{is_approver, WorkflowApi};
 
 use crate::analyzer::AnalysisStore;
 use crate::netguard::NetGuard;
@@ -37,6 +39,9 @@ pub struct ApiContext<S> {
     pub probe: Arc<dyn crate::probe::HealthProbe>,
     /// Write one CloudWatch EMF line per request to stdout (on Lambda; off in tests and benchmarks).
     pub emit_emf: bool,
+    /// The optimization workflows' stores, engine and approvers (`WorkflowApi::in_memory()` where
+    /// the workflow routes are not exercised).
+    pub workflows: WorkflowApi,
 }
 
 /// One request, already taken out of its transport.

@@ -21,6 +21,7 @@
 
 use super::analysis_routes;
 use super::routes::{self, reply, Routed};
+use super::workflow_routes;
 use http::StatusCode;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
@@ -35,7 +36,8 @@ pub const SIGV4: &str = "sigv4";
     info(
         title = "Performance agent API",
         description = "Registers LLM inference servers (vLLM, TGI, SGLang), serves their normalized \
-metrics, bottleneck analyses, recommendations and deployment-group configuration. Every route but \
+metrics, bottleneck analyses, recommendations and deployment-group configuration, and rolls \
+recommendations out through approved, canary-judged workflows. Every route but \
 the health check and this document needs an AWS Signature Version 4 (IAM) signature. Every error \
 is a JSON body `{\"code\", \"message\", \"details\"}`. How to call it: docs/api.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -60,6 +62,11 @@ is a JSON body `{\"code\", \"message\", \"details\"}`. How to call it: docs/api.
         analysis_routes::group_config,
         analysis_routes::put_group_config,
         analysis_routes::group_analysis,
+        workflow_routes::list_workflows,
+        workflow_routes::start_workflow,
+        workflow_routes::get_workflow,
+        workflow_routes::approve_workflow,
+        workflow_routes::reject_workflow,
     ),
     components(schemas(super::body::ErrorBody)),
     modifiers(&SigV4Scheme),
@@ -71,6 +78,7 @@ is a JSON body `{\"code\", \"message\", \"details\"}`. How to call it: docs/api.
         (name = "analysis", description = "Bottlenecks and recommendations, on stored windows or a posted scrape"),
         (name = "recommendations", description = "Group recommendations the scheduled analyzer proposes"),
         (name = "groups", description = "Deployment groups: configuration and latest analysis"),
+        (name = "workflows", description = "Optimization rollouts: start one from a group recommendation, follow it, approve or reject it"),
         (name = "meta", description = "This document"),
     ),
 )]

@@ -7,6 +7,7 @@ use super::body::{
     ModelWindow, Readiness, ReadinessStatus, SnapshotList,
 };
 use super::error::parse_body;
+use super::workflow_routes as workflows;
 use super::{ApiContext, ApiError, ApiRequest, Reply};
 use crate::analyzer::AnalysisStore;
 use crate::collect::normalize_body;
@@ -53,6 +54,11 @@ enum Op {
     GroupConfig,
     PutGroupConfig,
     GroupAnalysis,
+    ListWorkflows,
+    StartWorkflow,
+    GetWorkflow,
+    ApproveWorkflow,
+    RejectWorkflow,
 }
 
 const fn at(method: &'static str, path: &'static str, op: Op) -> Route {
@@ -86,6 +92,15 @@ pub const ROUTES: &[Route] = &[
     at("GET", "/api/v1/groups/{group}/config", Op::GroupConfig),
     at("PUT", "/api/v1/groups/{group}/config", Op::PutGroupConfig),
     at("GET", "/api/v1/groups/{group}/analysis", Op::GroupAnalysis),
+    at("GET", "/api/v1/workflows", Op::ListWorkflows),
+    at("POST", "/api/v1/workflows", Op::StartWorkflow),
+    at("GET", "/api/v1/workflows/{id}", Op::GetWorkflow),
+    at(
+        "POST",
+        "/api/v1/workflows/{id}/approve",
+        Op::ApproveWorkflow,
+    ),
+    at("POST", "/api/v1/workflows/{id}/reject", Op::RejectWorkflow),
 ];
 
 /// The path's segments after `/api/v1`, empty ones dropped; `None` outside `/api/v1`.
@@ -144,7 +159,7 @@ where
     // No route has more than one path parameter.
     let param = params.first().copied().unwrap_or_default();
     let (status, body) = match op {
-        Op::Metrics => return Ok(metrics()),
+        Op::Metrics => return Ok(metrics(workflows::active_count(ctx).await)),
         Op::Health => health(ctx),
         Op::HealthDetailed => health_detailed(ctx).await,
         Op::OpenApi => super::openapi::serve(),
@@ -163,6 +178,11 @@ where
         Op::GroupConfig => analysis::group_config(ctx, param).await,
         Op::PutGroupConfig => analysis::put_group_config(ctx, req, param).await,
         Op::GroupAnalysis => analysis::group_analysis(ctx, param).await,
+        Op::ListWorkflows => workflows::list_workflows(ctx, req).await,
+        Op::StartWorkflow => workflows::start_workflow(ctx, req).await,
+        Op::GetWorkflow => workflows::get_workflow(ctx, param).await,
+        Op::ApproveWorkflow => workflows::approve_workflow(ctx, req, param).await,
+        Op::RejectWorkflow => workflows::reject_workflow(ctx, req, param).await,
     }?;
     Ok(Reply::Json(status, body))
 }
@@ -195,8 +215,8 @@ pub(super) fn reply<T: Serialize>(status: StatusCode, body: &T) -> Routed {
         content_type = "text/plain; version=0.0.4; charset=utf-8",
     )),
 )]
-pub(super) fn metrics() -> Reply {
-    Reply::Text(super::telemetry::prometheus_text(None))
+pub(super) fn metrics(workflows_active: Option<usize>) -> Reply {
+    Reply::Text(super::telemetry::prometheus_text(workflows_active))
 }
 
 /// Liveness: the process answers; no dependency is checked.

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 /// The metrics the judge compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeMetric {
     /// Time to first token, p95 of the interval, seconds.
@@ -59,6 +60,8 @@ impl JudgeMetric {
 
 /// Which way is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
+#[schema(as = JudgeDirection)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     HigherIsWorse,
@@ -69,6 +72,7 @@ pub enum Direction {
 /// larger than `max(allowed_relative_change × |baseline median|, allowed_absolute_change)` in the
 /// bad direction; the absolute floor keeps a 0 → 0.001 change of a near-zero metric from counting.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct MetricSpec {
     pub metric: JudgeMetric,
     pub direction: Direction,
@@ -80,6 +84,7 @@ pub struct MetricSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct JudgeParams {
     /// Significance level of the two-sided test.
     pub alpha: f64,
@@ -173,6 +178,7 @@ impl JudgeParams {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Classification {
     Pass,
@@ -184,6 +190,7 @@ pub enum Classification {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,
@@ -193,6 +200,7 @@ pub enum Verdict {
 
 /// The evidence for one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct MetricResult {
     pub metric: JudgeMetric,
     pub direction: Direction,
@@ -216,6 +224,7 @@ pub struct MetricResult {
 
 /// The judgement of one bake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct JudgeReport {
     pub verdict: Verdict,
     /// 0–100: metrics passing / metrics with data; 0 when none had data.
@@ -227,6 +236,7 @@ pub struct JudgeReport {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct ScrapeCounts {
     pub ok: usize,
     pub failed: usize,

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// How many instances of the group the canary changes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CanarySize {
     /// A fraction of the group, rounded up.
@@ -36,6 +37,7 @@ impl CanarySize {
 
 /// Everything a workflow's behaviour depends on. Copied into the workflow at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Params {
     pub canary_size: CanarySize,
     /// Samples per bake (canary and every rollout step): n samples give n − 1 intervals per
@@ -116,6 +118,7 @@ impl Params {
 /// Which instances change when: decided once, at the start of the canary, from the group's
 /// instances and the workflow id (so a retried stage computes the same plan).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Plan {
     pub canary: Vec<Id>,
     /// Unchanged instances watched next to the canary: the same size, same time, same traffic.
@@ -155,6 +158,7 @@ impl Plan {
 
 /// Where a bake is: samples taken of the current step and how many it needs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Bake {
     pub samples_taken: u32,
     pub samples_target: u32,
@@ -163,6 +167,7 @@ pub struct Bake {
 
 /// Where the state machine goes after a stage (the ASL's Choice states read it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Next {
     /// Wait the bake interval, then collect a sample.
@@ -178,6 +183,7 @@ pub enum Next {
 
 /// One judgement of one step's bake.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct VerdictRecord {
     pub stage: Stage,
     pub step: u32,
@@ -192,6 +198,7 @@ pub struct VerdictRecord {
 
 /// One change of a workflow, kept forever with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at_ms: i64,
     /// The approver's principal, or the stage function's name (e.g. `start_canary`).
@@ -206,6 +213,7 @@ pub struct AuditEntry {
 
 /// An optimization rollout and everything needed to finish or undo it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Workflow {
     pub id: Id,
     pub group: Id,
@@ -226,6 +234,7 @@ pub struct Workflow {
     /// Each touched instance's config before this workflow changed it, written before the change
     /// was asked for: the set of instances a rollback restores.
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Object>)]
     pub previous_configs: BTreeMap<Id, EngineConfig>,
     /// Instances the orchestrator confirmed changed.
     #[serde(default)]

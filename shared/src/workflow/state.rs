@@ -6,6 +6,7 @@ use std::fmt;
 
 /// Where a workflow is. The five terminal states are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum State {
     /// Created; waiting for an approver (the task token is stored once the orchestrator was told).
@@ -75,6 +76,7 @@ impl std::str::FromStr for State {
 
 /// What part of the work an IN_PROGRESS workflow is doing (kept after the end: where it stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Stage {
     Approval,
@@ -106,6 +108,7 @@ impl fmt::Display for Stage {
 
 /// What happened to a workflow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Event {
     /// The workflow was created (the first audit entry; not a transition).

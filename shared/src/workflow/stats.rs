@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const EXACT_MAX_SIZE: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestMethod {
     /// The exact distribution of U (no ties, both samples at most [`EXACT_MAX_SIZE`]).
