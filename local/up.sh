@@ -47,8 +47,7 @@ start_ministack() {
     AWS_EC2_METADATA_DISABLED=true \
     setsid "$PERFAGENT_ROOT/.venv/bin/ministack" >>"$LOCAL_LOGS/ministack.log" 2>&1 </dev/null &
   echo $! >"$EMULATOR_PID_FILE"
-  local i
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     if emulator_healthy; then
       return 0
     fi
@@ -59,13 +58,12 @@ start_ministack() {
     fi
     sleep 0.1
   done
-  die "MiniStack did not answer $EMULATOR_URL/_localstack/health within 10 s (see .local/logs/ministack.log)"
+  die "MiniStack did not answer $EMULATOR_URL/_localstack/health within 30 s (see .local/logs/ministack.log)"
 }
 
 # wait_healthy TENTHS: polls the health endpoint for up to TENTHS tenths of a second.
 wait_healthy() {
-  local i
-  for i in $(seq 1 "$1"); do
+  for _ in $(seq 1 "$1"); do
     emulator_healthy && return 0
     sleep 0.1
   done
