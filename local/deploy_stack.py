@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import time
 import zipfile
@@ -75,7 +76,8 @@ def log(message: str) -> None:
 
 
 def stage(template: dict, bin_dir: str, build_dir: str) -> dict:
-    """Copies each function's binary to BUILD_DIR/<LogicalId>/bootstrap; returns {LogicalId: path}."""
+    """Copies each function's binary to BUILD_DIR/<LogicalId>/bootstrap and points its CodeUri
+    there; returns {LogicalId: path}."""
     staged, missing = {}, []
     for logical_id, resource in template.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -89,9 +91,9 @@ def stage(template: dict, bin_dir: str, build_dir: str) -> dict:
             continue
         os.makedirs(os.path.join(build_dir, logical_id), exist_ok=True)
         target = os.path.join(build_dir, logical_id, "bootstrap")
-        with open(source, "rb") as src, open(target, "wb") as dst:
-            dst.write(src.read())
+        shutil.copyfile(source, target)
         os.chmod(target, 0o755)
+        resource.setdefault("Properties", {})["CodeUri"] = os.path.dirname(target)
         staged[logical_id] = target
     if missing:
         raise DeployError("binaries not built:\n  " + "\n  ".join(missing))
@@ -135,8 +137,6 @@ def package(s3, template: dict, staged: dict, bucket: str) -> None:
         if upload_if_absent(s3, bucket, key, body):
             log(f"uploaded {logical_id} ({len(body) // 1024} KiB zipped)")
         template["Resources"][logical_id]["Properties"]["CodeUri"] = {"Bucket": bucket, "Key": key}
-    # Every function's CodeUri is now in its own properties.
-    template.get("Globals", {}).get("Function", {}).pop("CodeUri", None)
 
 
 def stack_status(cfn, stack: str) -> str | None:
@@ -304,8 +304,13 @@ def main() -> int:
     ddb = boto3.client("dynamodb")
     try:
         template = load_template(args.template)
+        shutil.rmtree(args.build_dir, ignore_errors=True)
+        os.makedirs(args.build_dir)
         started = time.monotonic()
         staged = stage(template, args.bin_dir, args.build_dir)
+        # What `sam build` would leave in .aws-sam/build: for a look, or `aws cloudformation package`.
+        template.get("Globals", {}).get("Function", {}).pop("CodeUri", None)
+        write(os.path.join(args.build_dir, "template.json"), json.dumps(template, indent=2, default=str))
         ensure_bucket(s3, args.bucket)
         package(s3, template, staged, args.bucket)
         body = json.dumps(template, separators=(",", ":"), default=str).encode()
