@@ -684,7 +684,7 @@ impl OrchestratorState {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if failure == Some(Failure::Down { close: false }) {
+        if matches!(failure, Some(Failure::Down { .. })) {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -1395,6 +1395,7 @@ impl axum::serve::Listener for OrchestratorListener {
                         inner: stream,
                         state: self.state.clone(),
                         checked: false,
+                        head: Vec::new(),
                         dropped: false,
                     };
                     return (io, addr);
@@ -1412,6 +1413,9 @@ impl axum::serve::Listener for OrchestratorListener {
         self.inner.local_addr()
     }
 }
+
+/// Longest request line looked at (the contract's paths are short).
+const REQUEST_LINE_MAX: usize = 8 * 1024;
 
 /// The contract operation a request line (`POST /v1/configs/apply HTTP/1.1`) is for.
 fn operation_of(request_start: &[u8]) -> Option<Operation> {
@@ -1432,8 +1436,10 @@ fn dropped_error() -> std::io::Error {
 pub struct GatedIo {
     inner: TcpStream,
     state: OrchestratorState,
-    /// The first read (holding the request line) has been looked at.
+    /// The request line has been looked at.
     checked: bool,
+    /// The first request's bytes until its line is complete.
+    head: Vec<u8>,
     /// The connection is being dropped: reads see end of stream, writes fail, so no answer
     /// (not even a 400 for the rest of the request) goes out.
     dropped: bool,
@@ -1455,10 +1461,14 @@ impl AsyncRead for GatedIo {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &polled {
-            let first = buf.filled().get(before..).unwrap_or_default();
-            if !first.is_empty() {
+            let read = buf.filled().get(before..).unwrap_or_default();
+            this.head.extend_from_slice(read);
+            // Decide once the request line is complete (or cannot be: end of stream, too long).
+            if read.is_empty() || this.head.contains(&b'\n') || this.head.len() >= REQUEST_LINE_MAX
+            {
                 this.checked = true;
-                if let Some(op) = operation_of(first) {
+                let head = std::mem::take(&mut this.head);
+                if let Some(op) = operation_of(&head) {
                     if this.state.drop_connection(op) {
                         // Forget what was read: the server sees end of stream and closes.
                         buf.set_filled(before);
@@ -1519,4 +1529,23 @@ pub async fn serve(
     axum::serve(OrchestratorListener::new(listener, state), app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_line_names_its_contract_operation_and_admin_paths_none() {
+        assert_eq!(
+            operation_of(b"POST /v1/configs/apply HTTP/1.1\r\nhost: x\r\n"),
+            Some(Operation::Apply)
+        );
+        assert_eq!(
+            operation_of(b"POST /v1/status?x=1 HTTP/1.1\r\n"),
+            Some(Operation::Status)
+        );
+        assert_eq!(operation_of(b"PUT /admin/fail HTTP/1.1\r\n"), None);
+        assert_eq!(operation_of(b"\xff\xfe garbage"), None);
+    }
 }

@@ -67,8 +67,8 @@ pub enum Failure {
     /// request line names the operation, without any answer (a request on a connection already
     /// open still gets the 503).
     Down { close: bool },
-    /// The call is processed, then the answer waits this long (a client that times out finds
-    /// the result kept under its key).
+    /// The call is processed and its answer kept, then sent this long after (a client that
+    /// times out and retries gets the kept answer).
     Slow { seconds: f64 },
     /// An error answer with this status, nothing processed.
     Error { status: u16 },
