@@ -1,6 +1,7 @@
 # Shell helpers shared by the local-stack scripts (up.sh, deploy.sh, down.sh, check-infra.sh, sam.sh).
 # Source it; it defines names and functions only and changes nothing by itself.
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the names below are used by the scripts that source this file
 
 PERFAGENT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Runtime state of the local stack: pid files, logs, build staging, stack outputs. Git-ignored.
@@ -59,21 +60,13 @@ ensure_sam_venv() {
   echo "$want" >"$stamp"
 }
 
-# Every AWS call of these scripts goes to the emulator with the fixed test identity, whatever the
-# caller's shell holds (a real profile must never be used by accident).
+# Every AWS call of these scripts goes to the emulator with the fixed test identity (the emulator's
+# root), whatever the caller's shell holds: a real profile must never be used by accident.
 use_emulator_env() {
   unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
   export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
   export AWS_REGION="$LOCAL_REGION" AWS_DEFAULT_REGION="$LOCAL_REGION"
-  export AWS_ENDPOINT_URL="$EMULATOR_URL"
-  # awscli v1's `cloudformation package` ignores --endpoint-url for its S3 uploads.
-  export AWS_ENDPOINT_URL_S3="$EMULATOR_URL"
-  export AWS_PAGER="" AWS_EC2_METADATA_DISABLED=true
-}
-
-# awsl ARGS...: the project's awscli against the emulator.
-awsl() {
-  "$PERFAGENT_ROOT/.venv/bin/aws" "$@"
+  export AWS_ENDPOINT_URL="$EMULATOR_URL" AWS_EC2_METADATA_DISABLED=true
 }
 
 # True when something answers the LocalStack-compatible health endpoint.
@@ -101,9 +94,9 @@ pid_of_ours() {
 # stop_group PID NAME: ends the process group led by PID (the server and what it spawned, such as
 # MiniStack's Lambda bootstrap processes), politely first.
 stop_group() {
-  local pid=$1 name=$2 i
+  local pid=$1 name=$2
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     kill -0 "$pid" 2>/dev/null || {
       log "stopped $name (pid $pid)"
       return 0
