@@ -23,8 +23,7 @@ use std::collections::BTreeMap;
 pub const DEFAULT_WINDOW_MINUTES: i64 = 10;
 
 /// A group's tunables: bottleneck thresholds and SLO objectives (both with defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
     #[serde(default)]
@@ -73,8 +72,7 @@ pub fn default_slo_policy() -> SloPolicy {
 }
 
 /// One model's analysis on one instance, with the recommendations it leads to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelAnalysis {
     pub model: String,
     pub analysis: InstanceAnalysis,
@@ -82,8 +80,7 @@ pub struct ModelAnalysis {
 }
 
 /// The latest analysis of one instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceAnalysisRecord {
     pub instance_id: Id,
     pub group: Id,
@@ -96,8 +93,7 @@ pub struct InstanceAnalysisRecord {
 }
 
 /// The latest analysis of one deployment group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupAnalysisRecord {
     pub group: Id,
     pub analyzed_at_ms: i64,
@@ -108,8 +104,7 @@ pub struct GroupAnalysisRecord {
     pub slo_notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RecommendationStatus {
     /// Proposed by the latest analysis, no workflow yet.
@@ -119,8 +114,7 @@ pub enum RecommendationStatus {
 }
 
 /// A recommendation for the instances of one engine in one deployment group: what a workflow rolls out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupRecommendation {
     /// Stable: the group and the recommendation's own id.
     pub id: String,

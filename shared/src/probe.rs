@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use std::time::Instant;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DependencyCheck {
     pub name: &'static str,
     pub ok: bool,

@@ -19,8 +19,7 @@ pub struct Point<'a> {
     pub metrics: &'a ModelMetrics,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GaugeSummary {
     pub min: f64,
     pub max: f64,
@@ -31,8 +30,7 @@ pub struct GaugeSummary {
     pub points: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistogramWindow {
     /// Observations that fell inside the window.
     pub count: f64,
@@ -42,8 +40,7 @@ pub struct HistogramWindow {
     pub quantiles: BTreeMap<String, f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WindowStats {
     pub start_ms: i64,
     pub end_ms: i64,

@@ -8,8 +8,7 @@ use crate::window::Point;
 use serde::{Deserialize, Serialize};
 
 /// `y = intercept + slope_per_s × (t − origin)`, t in seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinearFit {
     /// Timestamp of the first point; x is seconds since then.
     pub origin_ms: i64,
@@ -68,8 +67,7 @@ pub fn fit_line(series: &[(i64, f64)]) -> Option<LinearFit> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ForecastOutcome {
     /// The line reaches the threshold within the horizon.
@@ -88,8 +86,7 @@ pub enum ForecastOutcome {
 }
 
 /// A forecast for one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Forecast {
     pub metric: Canonical,
     #[serde(rename = "type")]

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The share of a group's evaluating instances a bottleneck must affect to be the group's.
 pub const GROUP_QUORUM_FRACTION: f64 = 0.5;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupBottleneck {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -22,8 +21,7 @@ pub struct GroupBottleneck {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupNotEvaluated {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -31,8 +29,7 @@ pub struct GroupNotEvaluated {
     pub reasons: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupAnalysis {
     pub group: String,
     pub instances: usize,

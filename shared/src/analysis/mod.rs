@@ -24,8 +24,19 @@ use crate::window::GaugeSummary;
 use serde::{Deserialize, Serialize};
 
 /// The seed's five bottleneck types, in order of importance (the tie-break after severity).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BottleneckType {
     /// Root cause of most queueing and latency on a KV-bound server: fix it first.
@@ -61,8 +72,19 @@ impl BottleneckType {
 }
 
 /// Ordered: `Low < Medium < High < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Severity {
     Low,
@@ -83,8 +105,9 @@ impl Severity {
 }
 
 /// How much a finding can be trusted: a window's sustained conditions are HIGH; one snapshot is LOW.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Confidence {
     Low,
@@ -92,8 +115,7 @@ pub enum Confidence {
 }
 
 /// Which statistic of a metric an evidence value is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Statistic {
     /// The level held by at least `sustained_fraction` of the window's points (the value that
@@ -111,8 +133,7 @@ pub enum Statistic {
 }
 
 /// How the value compares with the threshold for the condition to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Comparison {
     /// `value > threshold`
@@ -126,8 +147,7 @@ pub enum Comparison {
 }
 
 /// One number a finding rests on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evidence {
     pub metric: Canonical,
     pub statistic: Statistic,
@@ -142,8 +162,7 @@ pub struct Evidence {
 }
 
 /// A detected bottleneck.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bottleneck {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -155,8 +174,7 @@ pub struct Bottleneck {
     pub evidence: Vec<Evidence>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NotEvaluatedCause {
     /// The engine (or this server's version of it) does not export what the rule needs.
@@ -166,8 +184,7 @@ pub enum NotEvaluatedCause {
 }
 
 /// A check that could not run; never a silent gap.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotEvaluated {
     #[serde(rename = "type")]
     pub kind: BottleneckType,
@@ -178,8 +195,7 @@ pub struct NotEvaluated {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnalysisBasis {
     /// A window of consecutive snapshots.
@@ -189,8 +205,7 @@ pub enum AnalysisBasis {
 }
 
 /// A latency histogram over the window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LatencySummary {
     pub count: f64,
     pub mean_s: f64,
@@ -203,8 +218,7 @@ pub struct LatencySummary {
 }
 
 /// The window's headline numbers (absent when the engine or the window cannot give them).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WindowSummary {
     pub start_ms: i64,
     pub end_ms: i64,
@@ -239,8 +253,7 @@ pub struct WindowSummary {
 }
 
 /// The analysis of one (instance, model) series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceAnalysis {
     pub engine: Engine,
     pub basis: AnalysisBasis,

@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const BUDGET_PERIOD_S: u64 = 30 * 86_400;
 
 /// What makes an event good.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Sli {
     /// A request is good when `metric` (a latency histogram) observed at most `threshold_s`.
@@ -24,8 +23,7 @@ pub enum Sli {
 }
 
 /// "At least `target` of events are good over the budget period".
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SloObjective {
     pub name: String,
     pub sli: Sli,
@@ -34,8 +32,7 @@ pub struct SloObjective {
 }
 
 /// A deployment group's objectives.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SloPolicy {
     #[serde(default)]
     pub objectives: Vec<SloObjective>,
@@ -98,8 +95,7 @@ impl SloPolicy {
 }
 
 /// How good events were counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Counting {
     /// The threshold is a bucket bound (or the SLI is a counter): exact.
@@ -264,8 +260,7 @@ pub fn window_counts(
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertSeverity {
     Page,
@@ -319,8 +314,7 @@ pub const BURN_RATE_RULES: [BurnRateRule; 4] = [
 /// The distinct windows the rules read (6 h serves two rules): compute counts for each.
 pub const BURN_RATE_WINDOWS_S: [u64; 7] = [300, 1_800, 3_600, 7_200, 21_600, 86_400, 259_200];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AlertState {
     Firing,
@@ -329,8 +323,7 @@ pub enum AlertState {
     NoData,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BurnRateAlert {
     pub name: String,
     pub severity: AlertSeverity,
@@ -382,8 +375,7 @@ pub fn burn_rate_alerts(target: f64, windows: &[WindowCounts]) -> Vec<BurnRateAl
 }
 
 /// One objective's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SloReport {
     pub objective: String,
     pub target: f64,

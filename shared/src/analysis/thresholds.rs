@@ -26,8 +26,7 @@ pub mod tiers {
 }
 
 /// What counts as a bottleneck. Units are in the names; see `docs/bottlenecks.md`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Sustained KV-cache usage from which MEMORY_PRESSURE is MEDIUM (seed: 0.8).

@@ -146,8 +146,7 @@ pub fn flag(key: &str) -> String {
 }
 
 /// A knob's value before the change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurrentValue {
     /// `null` when the engine derives it and the config does not say.
     pub value: Value,

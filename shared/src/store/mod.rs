@@ -27,8 +27,7 @@ pub enum StoreError {
 
 /// The scrape health of an instance between invocations: its breaker and its last failure.
 /// Written only when it changes, so a healthy fleet costs no health writes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub breaker: Breaker,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,8 +39,7 @@ pub struct Health {
 }
 
 /// A registered instance with its scrape health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Registered {
     #[serde(flatten)]
     pub instance: Instance,
@@ -50,8 +48,7 @@ pub struct Registered {
 }
 
 /// One stored scrape of one instance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StoredSnapshot {
     pub instance_id: Id,
     /// The collection slot this scrape belongs to (the schedule's time, not the wall clock), which
