@@ -439,6 +439,15 @@ fn plain_comments_are_ignored_but_not_in_openmetrics() {
 }
 
 #[test]
+fn a_malformed_unit_line_is_a_comment_leniently_as_in_prometheus_text() {
+    // Found by the property test: Prometheus text has no UNIT, so `# UNIT {` is a comment there.
+    assert_eq!(ok("# UNIT {\na 1\n", LENIENT).sample_count(), 1);
+    assert_eq!(ok("# UNIT {\na 1\n", PROM).sample_count(), 1);
+    let e = ok("# UNIT a_seconds seconds\na_seconds 1\n", LENIENT);
+    assert_eq!(e.families[0].unit, Some("seconds"));
+}
+
+#[test]
 fn openmetrics_metadata_after_samples_is_an_error() {
     let e = err("# TYPE a gauge\na 1\n# HELP a late\n# EOF\n", OM);
     assert_eq!(e.line, 3);

@@ -799,6 +799,10 @@ impl<'a> Parser<'a> {
         if pos == name_start
             || !(self.at_line_end(pos) || self.byte(pos).is_some_and(|b| self.is_blank(b)))
         {
+            if keyword == b"UNIT" {
+                // Prometheus text has no UNIT: a malformed one is just a comment there.
+                return Ok(Line::Next(self.line_end(pos)));
+            }
             return Err(self.err(pos, "invalid metric name in comment"));
         }
         let name = self.str_at(name_start, pos)?;
