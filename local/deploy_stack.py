@@ -250,6 +250,7 @@ def stack_values(cfn, stack: str, endpoint: str, region: str, account: str) -> d
         "TABLE_NAME": outputs["TableName"],
         "COLLECTOR_FUNCTION_NAME": outputs["CollectorFunctionName"],
         "API_FUNCTION_NAME": outputs["ApiFunctionName"],
+        "ANALYZER_FUNCTION_NAME": outputs.get("AnalyzerFunctionName", ""),
     }
 
 
