@@ -540,6 +540,30 @@ async fn an_approval_is_retried_while_the_engine_is_unavailable() {
 }
 
 #[tokio::test]
+async fn an_approval_the_execution_no_longer_waits_for_is_gone_but_recorded() {
+    let app = spawn_app().await;
+    let wf = app.start(GROUP, Value::Null).await;
+    app.request_approval(&wf).await;
+    app.engine
+        .fail_next(EngineError::TaskGone("TaskTimedOut".into()));
+    let (status, err) = app.decide(&wf, "approve", ALICE, Value::Null).await;
+    assert_eq!(status, StatusCode::GONE, "{err}");
+    assert_eq!(err["code"], "expired");
+    let (_, got) = app
+        .call(
+            Method::GET,
+            &format!("/api/v1/workflows/{wf}"),
+            None,
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        got["state"], "APPROVED",
+        "the Expire stage ends it, not the API"
+    );
+}
+
+#[tokio::test]
 async fn an_approval_after_the_window_closed_is_gone() {
     let app = spawn_app().await;
     let wf = app.start(GROUP, json!({"approval_timeout_s": 60})).await;

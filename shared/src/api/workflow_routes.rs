@@ -481,9 +481,12 @@ pub(super) async fn approve_workflow<S>(ctx: &ApiContext<S>, req: &ApiRequest, i
         .await
         .map_err(|e| {
             tracing::error!(workflow = %id, error = %e, "approval recorded but not delivered");
+            // A retried call can also meet a wait that its own lost first attempt ended: the
+            // record then moves on to IN_PROGRESS rather than EXPIRED.
             engine_error(
                 e,
-                "the approval is recorded but did not reach the state machine",
+                "the approval is recorded, but the state machine did not take it (GET the \
+                 workflow: it ends EXPIRED if the execution stopped waiting)",
             )
         })?;
     tracing::info!(workflow = %id, principal = %principal, "approved");
