@@ -42,6 +42,7 @@ fn main() {
         now_ms: perfagent::clock::now_ms,
         probe: Arc::new(perfagent::probe::NoDependencies),
         emit_emf: false,
+        workflows: perfagent::api::WorkflowApi::in_memory(),
     };
     rt.block_on(async {
         for i in 0..INSTANCES {
