@@ -219,11 +219,11 @@ async fn main() -> Result<()> {
 
     stack.clear_registry().await?;
     println!();
-    println!("    {:<40} {}", "step", "result");
+    println!("    {:<40} result", "step");
     println!(
-        "    {:<40} {}",
+        "    {:<40} {} servers each pass",
         "collection (10 passes)",
-        format!("{} servers each pass", fleet.len())
+        fleet.len()
     );
     println!(
         "    {:<40} {}",
