@@ -17,8 +17,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The metrics the judge compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum JudgeMetric {
     /// Time to first token, p95 of the interval, seconds.
@@ -59,8 +70,7 @@ impl JudgeMetric {
 }
 
 /// Which way is bad.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = JudgeDirection)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -71,8 +81,7 @@ pub enum Direction {
 /// How one metric is judged. A change is harmful when it is statistically significant *and*
 /// larger than `max(allowed_relative_change × |baseline median|, allowed_absolute_change)` in the
 /// bad direction; the absolute floor keeps a 0 → 0.001 change of a near-zero metric from counting.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricSpec {
     pub metric: JudgeMetric,
     pub direction: Direction,
@@ -83,8 +92,7 @@ pub struct MetricSpec {
     pub critical: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JudgeParams {
     /// Significance level of the two-sided test.
     pub alpha: f64,
@@ -177,8 +185,7 @@ impl JudgeParams {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Classification {
     Pass,
@@ -189,8 +196,7 @@ pub enum Classification {
     NoData,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,
@@ -199,8 +205,7 @@ pub enum Verdict {
 }
 
 /// The evidence for one metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricResult {
     pub metric: JudgeMetric,
     pub direction: Direction,
@@ -223,8 +228,7 @@ pub struct MetricResult {
 }
 
 /// The judgement of one bake.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JudgeReport {
     pub verdict: Verdict,
     /// 0–100: metrics passing / metrics with data; 0 when none had data.
@@ -235,8 +239,7 @@ pub struct JudgeReport {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScrapeCounts {
     pub ok: usize,
     pub failed: usize,

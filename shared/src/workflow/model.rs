@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How many instances of the group the canary changes.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CanarySize {
     /// A fraction of the group, rounded up.
@@ -36,8 +35,7 @@ impl CanarySize {
 }
 
 /// Everything a workflow's behaviour depends on. Copied into the workflow at creation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Params {
     pub canary_size: CanarySize,
     /// Samples per bake (canary and every rollout step): n samples give n − 1 intervals per
@@ -117,8 +115,7 @@ impl Params {
 
 /// Which instances change when: decided once, at the start of the canary, from the group's
 /// instances and the workflow id (so a retried stage computes the same plan).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     pub canary: Vec<Id>,
     /// Unchanged instances watched next to the canary: the same size, same time, same traffic.
@@ -157,8 +154,7 @@ impl Plan {
 }
 
 /// Where a bake is: samples taken of the current step and how many it needs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bake {
     pub samples_taken: u32,
     pub samples_target: u32,
@@ -166,8 +162,7 @@ pub struct Bake {
 }
 
 /// Where the state machine goes after a stage (the ASL's Choice states read it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Next {
     /// Wait the bake interval, then collect a sample.
@@ -182,8 +177,7 @@ pub enum Next {
 }
 
 /// One judgement of one step's bake.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VerdictRecord {
     pub stage: Stage,
     pub step: u32,
@@ -197,8 +191,7 @@ pub struct VerdictRecord {
 }
 
 /// One change of a workflow, kept forever with it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub at_ms: i64,
     /// The approver's principal, or the stage function's name (e.g. `start_canary`).
@@ -212,8 +205,7 @@ pub struct AuditEntry {
 }
 
 /// An optimization rollout and everything needed to finish or undo it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Workflow {
     pub id: Id,
     pub group: Id,

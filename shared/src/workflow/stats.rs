@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 /// reach C(40, 20) ≈ 1.4e11, well inside the integers an `f64` holds exactly.
 pub const EXACT_MAX_SIZE: usize = 20;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestMethod {
     /// The exact distribution of U (no ties, both samples at most [`EXACT_MAX_SIZE`]).
