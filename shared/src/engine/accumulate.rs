@@ -140,6 +140,16 @@ impl Ranked<'_, HistAcc> {
         }
         all
     }
+
+    /// The merge of every group, reusing the first group's buckets (usually the only group).
+    fn into_merged(self) -> HistAcc {
+        let mut groups = self.entries.into_iter().map(|e| e.acc);
+        let mut all = groups.next().unwrap_or_default();
+        for h in groups {
+            all.absorb(&h);
+        }
+        all
+    }
 }
 
 #[derive(Debug)]
@@ -246,28 +256,38 @@ impl HistAcc {
         self.add_buckets_of(le, cumulative, 1);
     }
 
-    /// Adds the bucket `le` of `series` series whose counts add up to `cumulative`.
+    /// Adds the bucket `le` of `series` series whose counts add up to `cumulative`. Buckets stay
+    /// sorted by bound.
     fn add_buckets_of(&mut self, le: f64, cumulative: f64, series: u32) {
-        let next = self.cursor + 1;
-        let hit = [self.cursor, next]
+        // Series repeat the same bounds in the same order: the bound is almost always at the
+        // cursor or just after it.
+        let near = [self.cursor, self.cursor + 1]
             .into_iter()
-            .find(|&i| self.buckets.get(i).is_some_and(|b| same_bound(b.le, le)))
-            .or_else(|| self.buckets.iter().position(|b| same_bound(b.le, le)));
-        match hit.and_then(|i| self.buckets.get_mut(i).map(|b| (i, b))) {
-            Some((i, b)) => {
-                b.cumulative += cumulative;
-                b.series += series;
-                self.cursor = i;
-            }
+            .find(|&i| self.buckets.get(i).is_some_and(|b| same_bound(b.le, le)));
+        let at = match near {
+            Some(i) => i,
             None => {
-                self.buckets.push(BucketAcc {
-                    le,
-                    cumulative,
-                    series,
-                });
-                self.cursor = self.buckets.len() - 1;
+                let i = self
+                    .buckets
+                    .partition_point(|b| b.le < le && !same_bound(b.le, le));
+                if !self.buckets.get(i).is_some_and(|b| same_bound(b.le, le)) {
+                    self.buckets.insert(
+                        i,
+                        BucketAcc {
+                            le,
+                            cumulative: 0.0,
+                            series: 0,
+                        },
+                    );
+                }
+                i
             }
+        };
+        if let Some(b) = self.buckets.get_mut(at) {
+            b.cumulative += cumulative;
+            b.series += series;
         }
+        self.cursor = at;
     }
 
     /// Adds another merge of series into this one.
@@ -282,7 +302,6 @@ impl HistAcc {
     pub fn finish(mut self) -> Histogram {
         let full = self.buckets.iter().map(|b| b.series).max().unwrap_or(0);
         self.buckets.retain(|b| b.series == full);
-        self.buckets.sort_by(|a, b| a.le.total_cmp(&b.le));
         Histogram {
             count: self.count,
             sum: self.sum,
@@ -323,25 +342,35 @@ impl<'a> ModelAcc<'a> {
 
     /// The slot of `name` if a source of priority `prio` may write it: an empty slot or one held
     /// by a worse source is (re)started, one held by a better source refuses.
-    fn claim(&mut self, name: Canonical, prio: u8, fresh: Value<'a>) -> Option<&mut Value<'a>> {
+    fn claim(
+        &mut self,
+        name: Canonical,
+        prio: u8,
+        fresh: fn() -> Value<'a>,
+    ) -> Option<&mut Value<'a>> {
         let slot = self.slots.get_mut(name as usize)?;
         match slot {
             Some(s) if s.prio < prio => return None,
             Some(s) if s.prio == prio => {}
-            _ => *slot = Some(Slot { prio, value: fresh }),
+            _ => {
+                *slot = Some(Slot {
+                    prio,
+                    value: fresh(),
+                })
+            }
         }
         slot.as_mut().map(|s| &mut s.value)
     }
 
     pub fn counter(&mut self, name: Canonical, prio: u8, group: RankGroup<'a>) -> Option<&mut f64> {
-        match self.claim(name, prio, Value::Counter(Ranked::new()))? {
+        match self.claim(name, prio, || Value::Counter(Ranked::new()))? {
             Value::Counter(c) => c.entry(group),
             _ => None,
         }
     }
 
     pub fn gauge(&mut self, name: Canonical, prio: u8) -> Option<&mut GaugeAcc<'a>> {
-        match self.claim(name, prio, Value::Gauge(GaugeAcc::default()))? {
+        match self.claim(name, prio, || Value::Gauge(GaugeAcc::default()))? {
             Value::Gauge(g) => Some(g),
             _ => None,
         }
@@ -353,7 +382,7 @@ impl<'a> ModelAcc<'a> {
         prio: u8,
         group: RankGroup<'a>,
     ) -> Option<&mut HistAcc> {
-        match self.claim(name, prio, Value::Histogram(Ranked::new()))? {
+        match self.claim(name, prio, || Value::Histogram(Ranked::new()))? {
             Value::Histogram(h) => h.entry(group),
             _ => None,
         }
@@ -432,7 +461,7 @@ impl<'a> ModelAcc<'a> {
                     None => continue,
                 },
                 Value::Gauge(g) => MetricValue::Number(g.sum()),
-                Value::Histogram(h) => MetricValue::Histogram(h.merged().finish()),
+                Value::Histogram(h) => MetricValue::Histogram(h.into_merged().finish()),
             };
             metrics.insert(name, value);
         }
@@ -509,6 +538,18 @@ mod tests {
             h.add_bucket(le, c);
         }
         assert_eq!(h.finish().buckets, vec![(1.0, 2.0), (f64::INFINITY, 5.0)]);
+    }
+
+    #[test]
+    fn buckets_listed_out_of_order_come_out_sorted() {
+        let mut h = HistAcc::default();
+        for (le, c) in [(f64::INFINITY, 3.0), (0.5, 1.0), (0.1, 0.0), (0.25, 1.0)] {
+            h.add_bucket(le, c);
+        }
+        assert_eq!(
+            h.finish().buckets,
+            vec![(0.1, 0.0), (0.25, 1.0), (0.5, 1.0), (f64::INFINITY, 3.0)]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ mod vllm;
 
 use crate::promtext::{Exposition, Labels, MetricType, Sample};
 use crate::snapshot::{Canonical, Engine, Snapshot};
-use accumulate::{AuxKind, ModelAcc, Models, Source, Target};
+use accumulate::{AuxKind, ModelAcc, Models, RankOrder, Source, Target};
 use std::borrow::Cow;
 
 /// Why an exposition could not be normalized.
@@ -317,19 +317,81 @@ impl Notes {
     }
 }
 
-fn model_of<'a>(engine: Engine, labels: &Labels<'a>, seen: &mut Seen) -> Cow<'a, str> {
-    match engine {
-        Engine::Vllm => labels.get("model_name").unwrap_or(Cow::Borrowed("")),
-        // TGI serves one model and labels none of its series with it.
-        Engine::Tgi => Cow::Borrowed(""),
-        Engine::Sglang => labels
-            .get("model_name")
-            .or_else(|| {
-                let name = labels.get("name");
-                seen.sglang_name_label |= name.is_some();
-                name
-            })
-            .unwrap_or(Cow::Borrowed("")),
+/// What the adapters read from a sample's labels, gathered in one pass over them (a histogram
+/// bucket needs its model, its `le` and, for SGLang, its ranks).
+#[derive(Debug, Default)]
+struct LabelFacts<'a> {
+    model_name: Option<Cow<'a, str>>,
+    /// SGLang 0.3.x's model label (and 0.4's function-timer name, which is never mapped).
+    name: Option<Cow<'a, str>>,
+    le: Option<Cow<'a, str>>,
+    /// vLLM's finish reason (`abort` is a failure).
+    finished_reason: Option<Cow<'a, str>>,
+    /// TGI's batch method (`prefill`/`decode`).
+    method: Option<Cow<'a, str>>,
+    /// SGLang's DP rank, the group of its rank deduplication.
+    dp_rank: Option<Cow<'a, str>>,
+    /// SGLang's (PP, TP, MoE-EP rank, pid), 0 when absent.
+    ranks: RankOrder,
+    has_ranks: bool,
+}
+
+impl<'a> LabelFacts<'a> {
+    fn read(labels: &Labels<'a>) -> Self {
+        let mut facts = LabelFacts::default();
+        for (name, value) in labels.iter() {
+            let rank_slot = match name {
+                "model_name" => {
+                    facts.model_name = Some(value);
+                    continue;
+                }
+                "le" => {
+                    facts.le = Some(value);
+                    continue;
+                }
+                "name" => {
+                    facts.name = Some(value);
+                    continue;
+                }
+                "finished_reason" => {
+                    facts.finished_reason = Some(value);
+                    continue;
+                }
+                "method" => {
+                    facts.method = Some(value);
+                    continue;
+                }
+                "dp_rank" => {
+                    facts.has_ranks = true;
+                    facts.dp_rank = Some(value);
+                    continue;
+                }
+                "pp_rank" => 0,
+                "tp_rank" => 1,
+                "moe_ep_rank" => 2,
+                // A pid orders duplicates but is not a rank label by itself.
+                "pid" => 3,
+                _ => continue,
+            };
+            facts.has_ranks |= rank_slot != 3;
+            if let Some(slot) = facts.ranks.get_mut(rank_slot) {
+                *slot = value.trim().parse::<u64>().unwrap_or(u64::MAX);
+            }
+        }
+        facts
+    }
+
+    fn model(&mut self, engine: Engine, seen: &mut Seen) -> Cow<'a, str> {
+        let model = match engine {
+            Engine::Vllm => self.model_name.take(),
+            // TGI serves one model and labels none of its series with it.
+            Engine::Tgi => None,
+            Engine::Sglang => self.model_name.take().or_else(|| {
+                seen.sglang_name_label |= self.name.is_some();
+                self.name.take()
+            }),
+        };
+        model.unwrap_or(Cow::Borrowed(""))
     }
 }
 
@@ -360,11 +422,14 @@ fn add<'a>(
         return;
     }
     let value = sample.value;
-    let labels = &sample.labels;
-    let model = models.get(model_of(engine, labels, seen));
+    let mut facts = LabelFacts::read(&sample.labels);
+    let model = models.get(facts.model(engine, seen));
     let prio = source.prio;
     let group = match engine {
-        Engine::Sglang => Some(sglang::rank_group(labels, seen)),
+        Engine::Sglang => {
+            seen.sglang_ranks |= facts.has_ranks;
+            Some(sglang::rank_group(facts.dp_rank.take(), facts.ranks))
+        }
         Engine::Vllm | Engine::Tgi => None,
     };
     match source.target {
@@ -379,7 +444,7 @@ fn add<'a>(
             }
         }
         Target::VllmFinished => {
-            let abort = labels.get("finished_reason").as_deref() == Some("abort");
+            let abort = facts.finished_reason.as_deref() == Some("abort");
             // Both exist as soon as the family does: zero aborts is a real zero.
             let success = model.counter(Canonical::RequestSuccessTotal, prio, None);
             if let Some(c) = success {
@@ -393,9 +458,7 @@ fn add<'a>(
             if let Some(h) = model.histogram(name, prio, group) {
                 match part {
                     Bucket => {
-                        let le = labels
-                            .get("le")
-                            .and_then(|le| le.trim().parse::<f64>().ok());
+                        let le = facts.le.and_then(|le| le.trim().parse::<f64>().ok());
                         if let Some(le) = le.filter(|le| !le.is_nan()) {
                             h.add_bucket(le, value);
                         }
@@ -407,7 +470,7 @@ fn add<'a>(
             }
         }
         Target::Aux(kind) => {
-            if kind == AuxKind::TgiPrefill && labels.get("method").as_deref() != Some("prefill") {
+            if kind == AuxKind::TgiPrefill && facts.method.as_deref() != Some("prefill") {
                 return;
             }
             if let Some(h) = model.aux(kind, group) {

@@ -3,7 +3,6 @@
 
 use super::accumulate::{AuxKind, ModelAcc, RankOrder, Source, Target};
 use super::{Notes, Seen};
-use crate::promtext::Labels;
 use crate::snapshot::Canonical::{self, *};
 use std::borrow::Cow;
 
@@ -94,33 +93,12 @@ pub(super) fn generation(seen: &Seen) -> &'static str {
 /// requests, so DP ranks add up); the TP/PP/MoE-EP ranks and pids of one DP rank run the same
 /// batch and repeat the same values (every one of them reports with
 /// `--enable-metrics-for-all-schedulers`), so only the lowest of them counts. Tokenizer metrics
-/// carry no rank label and form one group. One pass over the labels, no allocation unless a
-/// value has escapes.
-pub(super) fn rank_group<'a>(labels: &Labels<'a>, seen: &mut Seen) -> (Cow<'a, str>, RankOrder) {
-    let mut dp = Cow::Borrowed("");
-    let mut order: RankOrder = [0; 4];
-    let rank = |v: &str| v.trim().parse::<u64>().unwrap_or(u64::MAX);
-    for (name, value) in labels.iter() {
-        let slot = match name {
-            "dp_rank" => {
-                seen.sglang_ranks = true;
-                dp = value;
-                continue;
-            }
-            "pp_rank" => 0,
-            "tp_rank" => 1,
-            "moe_ep_rank" => 2,
-            "pid" => 3,
-            _ => continue,
-        };
-        if slot != 3 {
-            seen.sglang_ranks = true;
-        }
-        if let Some(o) = order.get_mut(slot) {
-            *o = rank(&value);
-        }
-    }
-    (dp, order)
+/// carry no rank label and form one group. `ranks` is (PP, TP, MoE-EP rank, pid), 0 when absent.
+pub(super) fn rank_group(
+    dp_rank: Option<Cow<'_, str>>,
+    ranks: RankOrder,
+) -> (Cow<'_, str>, RankOrder) {
+    (dp_rank.unwrap_or(Cow::Borrowed("")), ranks)
 }
 
 pub(super) fn finish(model: &mut ModelAcc<'_>, notes: &mut Notes) {
