@@ -28,8 +28,8 @@ pub mod exit {
     /// Bad arguments (clap's own code), including a URL that is not http(s) or is refused.
     pub const USAGE: u8 = 2;
     pub const NOT_FOUND: u8 = 3;
-    /// The input exists but cannot be read (permissions, a directory, an I/O error), or the
-    /// output cannot be written.
+    /// The input exists but cannot be read (permissions, a directory, an I/O error), the output
+    /// cannot be written, or the async runtime or HTTP client cannot start.
     pub const IO: u8 = 4;
     /// The URL could not be reached: DNS, connection refused, timeout.
     pub const UNREACHABLE: u8 = 5;
@@ -46,7 +46,8 @@ Exit codes:
   1  invalid input: not valid exposition text (the error gives FILE:LINE:COLUMN)
   2  usage error: bad arguments, or a URL that is not http(s) or points at a forbidden address
   3  the input file does not exist
-  4  the input cannot be read, or the output cannot be written
+  4  I/O error: the input cannot be read, the output cannot be written, or the runtime or
+     HTTP client cannot start
   5  the URL cannot be reached (DNS, connection refused, timeout)
   6  the server answered without a usable body (HTTP error status, body over --max-bytes)
   7  the metrics are not a vLLM, TGI or SGLang server's, or contradict --engine";
