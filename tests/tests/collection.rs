@@ -63,6 +63,19 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
         sim.advance(30.0);
     }
 
+    let ours = |snaps: &Value| -> Vec<Value> {
+        // The slots this test wrote; the live schedule or other tests may have added others.
+        snaps["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| {
+                let slot = s["slot_ms"].as_i64().unwrap_or(0);
+                (0..3).any(|k| slot == (base + k * 30_000) / 30_000 * 30_000)
+            })
+            .collect()
+    };
     for (id, engine, _, model) in &instances {
         let (status, snaps) = stack
             .api
@@ -73,8 +86,9 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
             )
             .await?;
         assert_eq!(status, StatusCode::OK, "{snaps}");
-        assert_eq!(snaps["count"], 3, "{id}: {snaps}");
-        let first = &snaps["snapshots"][0];
+        let mine = ours(&snaps);
+        assert_eq!(mine.len(), 3, "{id}: {snaps}");
+        let first = &mine[0];
         assert_eq!(first["engine"], engine.as_str(), "{id}");
         assert_eq!(first["models"][0]["model"], model.as_str(), "{id}");
 
@@ -119,7 +133,7 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
         .await?
         .items
         .unwrap_or_default();
-    assert_eq!(items.len(), 3);
+    assert!(items.len() >= 3, "{} snapshot items", items.len());
     for item in &items {
         let size: usize = item
             .iter()
@@ -148,7 +162,7 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
             None,
         )
         .await?;
-    assert_eq!(snaps["count"], 3);
+    assert_eq!(ours(&snaps).len(), 3, "{snaps}");
 
     stack.clear_registry().await
 }
