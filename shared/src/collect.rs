@@ -108,6 +108,16 @@ pub fn normalize_body(
     }
 }
 
+/// Names the models an engine exported without a model label (TGI serves one model and says not
+/// which) after the model the instance was registered with, when it was.
+pub fn name_unnamed_models(snapshot: &mut Snapshot, registered: Option<&str>) {
+    if let Some(name) = registered {
+        for m in snapshot.models.iter_mut().filter(|m| m.model.is_empty()) {
+            m.model = name.to_string();
+        }
+    }
+}
+
 /// Byte offset where 1-based `line` starts (the whole input if the line is past the end).
 fn line_start_offset(body: &[u8], line: usize) -> usize {
     if line <= 1 {
@@ -149,16 +159,19 @@ async fn scrape_one(
         }
     };
     match normalize_body(&body, reg.instance.engine) {
-        Ok((snap, partial)) => Attempt::Stored(StoredSnapshot {
-            instance_id: reg.instance.id.clone(),
-            slot_ms,
-            scraped_at_ms: now_ms(),
-            engine: snap.engine,
-            generation: snap.generation,
-            models: snap.models,
-            partial,
-            expires_at: slot_ms / 1000 + config.snapshot_ttl_hours * 3600,
-        }),
+        Ok((mut snap, partial)) => {
+            name_unnamed_models(&mut snap, reg.instance.model.as_deref());
+            Attempt::Stored(StoredSnapshot {
+                instance_id: reg.instance.id.clone(),
+                slot_ms,
+                scraped_at_ms: now_ms(),
+                engine: snap.engine,
+                generation: snap.generation,
+                models: snap.models,
+                partial,
+                expires_at: slot_ms / 1000 + config.snapshot_ttl_hours * 3600,
+            })
+        }
         Err(error) => Attempt::Failed {
             kind: "unparseable",
             error,

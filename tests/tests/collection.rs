@@ -13,12 +13,24 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 async fn register(stack: &Stack, id: &str, engine: &str, group: &str, url: &str) -> Result<()> {
+    register_model(stack, id, engine, group, url, None).await
+}
+
+/// Registers an instance, with the model it serves when the operator knows it (TGI does not say).
+async fn register_model(
+    stack: &Stack,
+    id: &str,
+    engine: &str,
+    group: &str,
+    url: &str,
+    model: Option<&str>,
+) -> Result<()> {
     let (status, body) = stack
         .api
         .call(
             Method::POST,
             "/api/v1/instances",
-            Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": url})),
+            Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": url, "model": model})),
         )
         .await?;
     assert_eq!(status, StatusCode::CREATED, "registering {id}: {body}");
@@ -39,8 +51,8 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
 
     let instances = sim.instances();
     assert!(instances.len() >= 6);
-    for (id, engine, group, _) in &instances {
-        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+    for (id, engine, group, model) in &instances {
+        register_model(&stack, id, engine, group, &sim.metrics_url(id), Some(model)).await?;
     }
     let (status, list) = stack
         .api

@@ -545,8 +545,9 @@ pub(super) async fn collect_now<S: InstanceStore + SnapshotStore + AnalysisStore
         ApiError::new(StatusCode::BAD_GATEWAY, "scrape_failed", e.to_string())
             .with_details(json!({"kind": e.kind(), "attempts": attempts}))
     })?;
-    let (snap, partial) = normalize_body(&bytes, reg.instance.engine)
+    let (mut snap, partial) = normalize_body(&bytes, reg.instance.engine)
         .map_err(|m| ApiError::new(StatusCode::BAD_GATEWAY, "unparseable_metrics", m))?;
+    crate::collect::name_unnamed_models(&mut snap, reg.instance.model.as_deref());
     let now = (ctx.now_ms)();
     let stored = StoredSnapshot {
         instance_id: id,
