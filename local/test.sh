@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/perfagent-target}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-0}"
 started=$SECONDS
+log=$(mktemp)
+# Every `cargo test` output goes to $log too, for the totals printed at the end.
+count() { tee -a "$log"; }
 step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*"; }
 
 step "python tools (.venv, pinned by local/requirements.lock)"
@@ -19,7 +22,7 @@ step "lint (cargo clippy --all-targets -D warnings)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "unit, property, conformance, fixture and CLI tests"
-cargo test --workspace --exclude perfagent-e2e
+cargo test --workspace --exclude perfagent-e2e 2>&1 | count
 
 step "infrastructure checks (cfn-lint, sam validate --lint, asl-validator)"
 bash local/check-infra.sh
@@ -34,6 +37,8 @@ fi
 PERFAGENT_PARAMETERS="CollectorScheduleState=DISABLED ${PERFAGENT_PARAMETERS:-}" bash local/up.sh
 
 step "end-to-end tests against the deployed stack"
-cargo test -p perfagent-e2e -- --test-threads=1
+cargo test -p perfagent-e2e --tests -- --test-threads=1 2>&1 | count
 
 step "all tests passed in $((SECONDS - started)) s"
+awk '{for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i }}
+     END { printf "tests: %d passed, %d failed\n", p, f }' < <(grep -E '^test result:' "$log")
