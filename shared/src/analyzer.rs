@@ -14,7 +14,6 @@ use crate::instance::Id;
 use crate::optimize::{recommend, Recommendation};
 use crate::snapshot::{Canonical, Engine};
 use crate::store::{InstanceStore, Registered, SnapshotStore, StoreError, StoredSnapshot};
-use crate::window::Point;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -192,24 +191,9 @@ where
     let inst = &reg.instance;
     let from = now_ms - window_ms;
     let snaps = store.snapshots(&inst.id, from, now_ms, now_ms).await?;
-    let mut models: Vec<&str> = snaps
-        .iter()
-        .flat_map(|s| s.models.iter().map(|m| m.model.as_str()))
-        .collect();
-    models.sort_unstable();
-    models.dedup();
-    let models = models
+    let models = crate::store::model_series(&snaps)
         .into_iter()
-        .map(|model| {
-            let points: Vec<Point<'_>> = snaps
-                .iter()
-                .filter_map(|s| {
-                    s.models.iter().find(|m| m.model == model).map(|m| Point {
-                        at_ms: s.slot_ms,
-                        metrics: m,
-                    })
-                })
-                .collect();
+        .map(|(model, points)| {
             let analysis = analyze_instance(&points, inst.engine, thresholds);
             let recommendations = recommend(&analysis, inst.engine, &inst.config);
             ModelAnalysis {

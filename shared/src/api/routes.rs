@@ -13,7 +13,7 @@ use crate::analyzer::AnalysisStore;
 use crate::collect::normalize_body;
 use crate::instance::{Id, Instance, NewInstance};
 use crate::store::{InstanceStore, Registered, SnapshotStore, StoredSnapshot};
-use crate::window::{self, Point};
+use crate::window;
 use http::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -472,24 +472,9 @@ pub(super) async fn instance_window<S: InstanceStore + SnapshotStore + AnalysisS
     id: &str,
 ) -> Routed {
     let (instance_id, snaps, from_ms, to_ms) = load_snapshots(ctx, req, id).await?;
-    let mut models: Vec<&str> = snaps
-        .iter()
-        .flat_map(|s| s.models.iter().map(|m| m.model.as_str()))
-        .collect();
-    models.sort_unstable();
-    models.dedup();
-    let models: Vec<ModelWindow> = models
-        .iter()
-        .map(|model| {
-            let points: Vec<Point<'_>> = snaps
-                .iter()
-                .filter_map(|s| {
-                    s.models.iter().find(|m| m.model == *model).map(|m| Point {
-                        at_ms: s.slot_ms,
-                        metrics: m,
-                    })
-                })
-                .collect();
+    let models: Vec<ModelWindow> = crate::store::model_series(&snaps)
+        .into_iter()
+        .map(|(model, points)| {
             let w = window::summarize(&points);
             ModelWindow {
                 model: model.to_string(),

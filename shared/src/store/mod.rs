@@ -10,6 +10,7 @@ pub mod memory;
 use crate::breaker::Breaker;
 use crate::instance::{EngineConfig, Id, Instance};
 use crate::snapshot::{Engine, ModelMetrics};
+use crate::window::Point;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,32 @@ pub struct StoredSnapshot {
     pub partial: Option<String>,
     /// Epoch seconds after which the snapshot is expired (DynamoDB TTL deletes it later).
     pub expires_at: i64,
+}
+
+/// Splits snapshots into one time series per model (models sorted by name), the input of windows
+/// and analysis.
+pub fn model_series(snapshots: &[StoredSnapshot]) -> Vec<(&str, Vec<Point<'_>>)> {
+    let mut models: Vec<&str> = snapshots
+        .iter()
+        .flat_map(|s| s.models.iter().map(|m| m.model.as_str()))
+        .collect();
+    models.sort_unstable();
+    models.dedup();
+    models
+        .into_iter()
+        .map(|model| {
+            let points = snapshots
+                .iter()
+                .filter_map(|s| {
+                    s.models.iter().find(|m| m.model == model).map(|m| Point {
+                        at_ms: s.slot_ms,
+                        metrics: m,
+                    })
+                })
+                .collect();
+            (model, points)
+        })
+        .collect()
 }
 
 #[async_trait]
