@@ -154,6 +154,41 @@ impl Stack {
             .await
     }
 
+    /// Registers an instance through the signed API; anything but 201 is an error.
+    pub async fn register(
+        &self,
+        id: &str,
+        engine: &str,
+        group: &str,
+        metrics_url: &str,
+        model: Option<&str>,
+    ) -> Result<()> {
+        let (status, body) = self
+            .api
+            .call(
+                http::Method::POST,
+                "/api/v1/instances",
+                Some(
+                    &serde_json::json!({"id": id, "engine": engine, "group": group,
+                                         "metrics_url": metrics_url, "model": model}),
+                ),
+            )
+            .await?;
+        if status != http::StatusCode::CREATED {
+            bail!("registering {id}: {status} {body}");
+        }
+        Ok(())
+    }
+
+    /// Registers every instance of the simulated fleet, with the model it serves.
+    pub async fn register_fleet(&self, sim: &Sim) -> Result<()> {
+        for (id, engine, group, model) in sim.instances() {
+            self.register(&id, &engine, &group, &sim.metrics_url(&id), Some(&model))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Removes every registered instance, so a test or the demo starts from an empty registry.
     pub async fn clear_registry(&self) -> Result<()> {
         let (_, list) = self

@@ -13,17 +13,7 @@ async fn a_load_spike_becomes_bottlenecks_and_recommendations_over_the_api() -> 
     let sim = Sim::start().await?;
     stack.clear_registry().await?;
     let fleet = sim.instances();
-    for (id, engine, group, _) in &fleet {
-        let (status, body) = stack
-            .api
-            .call(
-                Method::POST,
-                "/api/v1/instances",
-                Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": sim.metrics_url(id)})),
-            )
-            .await?;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
+    stack.register_fleet(&sim).await?;
 
     // Nine scheduled ticks 30 s apart; the spike starts before the fourth.
     let start = now_ms() - 9 * 30_000;

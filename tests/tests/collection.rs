@@ -12,31 +12,6 @@ use perfagent_e2e::{now_ms, rfc3339, Sim, Stack};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-async fn register(stack: &Stack, id: &str, engine: &str, group: &str, url: &str) -> Result<()> {
-    register_model(stack, id, engine, group, url, None).await
-}
-
-/// Registers an instance, with the model it serves when the operator knows it (TGI does not say).
-async fn register_model(
-    stack: &Stack,
-    id: &str,
-    engine: &str,
-    group: &str,
-    url: &str,
-    model: Option<&str>,
-) -> Result<()> {
-    let (status, body) = stack
-        .api
-        .call(
-            Method::POST,
-            "/api/v1/instances",
-            Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": url, "model": model})),
-        )
-        .await?;
-    assert_eq!(status, StatusCode::CREATED, "registering {id}: {body}");
-    Ok(())
-}
-
 fn inline_report(out: &Value, pass: usize) -> &Value {
     let p = &out["passes"][pass];
     assert_eq!(p["mode"], "inline", "{out}");
@@ -51,9 +26,7 @@ async fn the_simulated_fleet_is_collected_into_dynamodb_and_read_back_as_windows
 
     let instances = sim.instances();
     assert!(instances.len() >= 6);
-    for (id, engine, group, model) in &instances {
-        register_model(&stack, id, engine, group, &sim.metrics_url(id), Some(model)).await?;
-    }
+    stack.register_fleet(&sim).await?;
     let (status, list) = stack
         .api
         .call(Method::GET, "/api/v1/instances", None)
@@ -187,7 +160,9 @@ async fn dead_slow_garbage_and_huge_servers_are_marked_and_the_rest_collected() 
     let instances = sim.instances();
     let mut faulty = Vec::new();
     for (i, (id, engine, group, _)) in instances.iter().enumerate() {
-        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+        stack
+            .register(id, engine, group, &sim.metrics_url(id), None)
+            .await?;
         let fault = match i {
             0 => r#"{"fault":"down"}"#,
             1 => r#"{"fault":"slow","slow_seconds":30}"#,
@@ -202,7 +177,9 @@ async fn dead_slow_garbage_and_huge_servers_are_marked_and_the_rest_collected() 
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?;
     let dead_url = format!("http://{}/metrics", closed.local_addr()?);
     drop(closed);
-    register(&stack, "nobody-home", "vllm", "chat-prod", &dead_url).await?;
+    stack
+        .register("nobody-home", "vllm", "chat-prod", &dead_url, None)
+        .await?;
 
     let out = stack
         .invoke_collector(&json!({"time": rfc3339(now_ms()), "passes": 1}))
@@ -242,7 +219,9 @@ async fn a_fleet_larger_than_a_shard_is_fanned_out_and_every_instance_collected(
     stack.clear_registry().await?;
     let instances = sim.instances();
     for (id, engine, group, _) in &instances {
-        register(&stack, id, engine, group, &sim.metrics_url(id)).await?;
+        stack
+            .register(id, engine, group, &sim.metrics_url(id), None)
+            .await?;
     }
     let slot = now_ms() / 30_000 * 30_000;
     let out = stack

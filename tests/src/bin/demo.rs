@@ -87,19 +87,7 @@ async fn main() -> Result<()> {
     );
 
     stack.clear_registry().await?;
-    for (id, engine, group, _) in &fleet {
-        let (status, body) = stack
-            .api
-            .call(
-                Method::POST,
-                "/api/v1/instances",
-                Some(&json!({"id": id, "engine": engine, "group": group, "metrics_url": sim.metrics_url(id)})),
-            )
-            .await?;
-        if status != http::StatusCode::CREATED {
-            bail!("registering {id}: {status} {body}");
-        }
-    }
+    stack.register_fleet(&sim).await?;
     say(
         started,
         "registered every server through the signed API (POST /api/v1/instances)",
