@@ -33,10 +33,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use translate::{native_config, sim_values, translate, translate_whole, Target, TranslateError};
+use translate::{
+    native_config, sim_values, translate, translate_whole, SimKey, Target, TranslateError,
+};
 
 /// The contract's limit on an idempotency key.
 pub const IDEMPOTENCY_KEY_MAX: usize = 200;
@@ -63,6 +66,9 @@ pub struct Settings {
     pub principals: BTreeMap<String, Principal>,
     /// Signature timestamps are checked against it.
     pub clock: Arc<dyn Clock>,
+    /// Harm: every apply also turns the simulator's `harmful` switch on for the instances it
+    /// changes (the new config hits a slow kernel on this hardware); off by default.
+    pub harm: bool,
 }
 
 impl Settings {
@@ -77,6 +83,7 @@ impl Settings {
             mode: ModeSettings::new(ApprovalMode::Manual),
             principals,
             clock: Arc::new(SystemClock),
+            harm: false,
         }
     }
 }
@@ -160,8 +167,10 @@ pub struct ApplyRecord {
     pub instances: Vec<String>,
     /// As the agent sent them (engine-native).
     pub changes: Map<String, Value>,
-    /// Instance → the simulator keys it was given.
+    /// Instance → the simulator keys it was given (with harm on, `harmful: true` too).
     pub translated: BTreeMap<String, Map<String, Value>>,
+    /// Whether harm was on: the orchestrator added `harmful: true` to every instance's change.
+    pub harm: bool,
     /// Instance → its config before, as answered (engine-native).
     pub previous: BTreeMap<String, Map<String, Value>>,
     pub status: u16,
@@ -243,6 +252,7 @@ struct Shared {
     clock: Arc<dyn Clock>,
     fleet: Arc<dyn FleetAdmin>,
     mode: Mutex<ModeSettings>,
+    harm: AtomicBool,
     principals: Mutex<BTreeMap<String, Principal>>,
     records: Mutex<Records>,
     /// Applies and rollbacks run one at a time, so an all-or-none restore never interleaves
@@ -459,6 +469,7 @@ impl OrchestratorState {
                 clock: settings.clock,
                 fleet,
                 mode: Mutex::new(settings.mode),
+                harm: AtomicBool::new(settings.harm),
                 principals: Mutex::new(settings.principals),
                 records: Mutex::new(Records::default()),
                 work: tokio::sync::Mutex::new(()),
@@ -474,6 +485,16 @@ impl OrchestratorState {
         mode.validate()?;
         *lock(&self.shared.mode) = mode;
         Ok(())
+    }
+
+    /// Whether applies also turn the simulator's `harmful` switch on.
+    pub fn harm(&self) -> bool {
+        self.shared.harm.load(Ordering::SeqCst)
+    }
+
+    /// Turns harm on or off for the applies that start from now on (rollbacks never set it).
+    pub fn set_harm(&self, enabled: bool) {
+        self.shared.harm.store(enabled, Ordering::SeqCst);
     }
 
     /// Adds or replaces a named identity.
@@ -517,7 +538,7 @@ impl OrchestratorState {
         lock(&self.shared.records).decisions.to_vec()
     }
 
-    /// Forgets calls, records, keys and failures; keeps the mode and the principals.
+    /// Forgets calls, records, keys and failures; keeps the mode, harm and the principals.
     pub fn reset(&self) {
         *lock(&self.shared.records) = Records::default();
     }
@@ -565,6 +586,7 @@ impl OrchestratorState {
             .collect();
         json!({
             "mode": mode,
+            "harm": self.harm(),
             "fleet": self.shared.fleet.describe(),
             "principals": principals,
             "failures": r.faults,
@@ -1028,11 +1050,18 @@ impl OrchestratorState {
             return Err(ApiError::bad_request("instances lists an instance twice"));
         }
         let _one_at_a_time = self.shared.work.lock().await;
+        let harm = self.harm();
         let resolved = self.resolve(b.instances.iter()).await?;
         let mut plans = Vec::new();
         for r in &resolved {
-            let t = translate(r.target(), &b.changes, &r.config)
+            let mut t = translate(r.target(), &b.changes, &r.config)
                 .map_err(|e| translate_error(r.id.as_str(), r.engine, e))?;
+            if harm {
+                // The new config hits a slow kernel here. `previous` still comes from the
+                // fleet's config before, so a rollback with it turns the switch off again.
+                t.sim_changes
+                    .insert(SimKey::Harmful.as_str().to_string(), Value::Bool(true));
+            }
             plans.push(Planned {
                 id: r.id.clone(),
                 engine: r.engine,
@@ -1053,6 +1082,7 @@ impl OrchestratorState {
                 .iter()
                 .map(|p| (p.id.to_string(), p.sim_changes.clone()))
                 .collect(),
+            harm,
             previous: BTreeMap::new(),
             status: 200,
             error: None,
@@ -1217,6 +1247,7 @@ pub fn router(state: OrchestratorState) -> Router {
         .route("/admin/calls", get(calls))
         .route("/admin/state", get(state_view))
         .route("/admin/mode", get(get_mode).put(put_mode))
+        .route("/admin/harm", get(get_harm).put(put_harm))
         .route("/admin/fail", get(get_fail).put(put_fail))
         .route("/admin/principals", get(principals))
         .route("/admin/principals/{name}", put(put_principal))
@@ -1278,6 +1309,24 @@ async fn put_mode(State(s): State<OrchestratorState>, body: Bytes) -> Result<Res
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("mode: {e}")))?;
     s.set_mode(mode).map_err(ApiError::bad_request)?;
     Ok(Json(s.mode()).into_response())
+}
+
+/// The body of `PUT /admin/harm` and the answer of both harm routes.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HarmBody {
+    enabled: bool,
+}
+
+async fn get_harm(State(s): State<OrchestratorState>) -> Response {
+    Json(HarmBody { enabled: s.harm() }).into_response()
+}
+
+async fn put_harm(State(s): State<OrchestratorState>, body: Bytes) -> Result<Response, ApiError> {
+    let b: HarmBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("harm: {e}")))?;
+    s.set_harm(b.enabled);
+    Ok(Json(HarmBody { enabled: s.harm() }).into_response())
 }
 
 async fn get_fail(State(s): State<OrchestratorState>) -> Response {

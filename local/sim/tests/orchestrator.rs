@@ -468,6 +468,96 @@ async fn a_simulator_only_setting_survives_the_round_trip_under_its_sim_key() {
 }
 
 #[tokio::test]
+async fn with_harm_an_apply_makes_instances_harmful_and_a_rollback_with_previous_undoes_it() {
+    let fleet = fleet_state();
+    let before = config_of(&fleet, "tgi-1");
+    let (state, base) = start(Arc::new(LocalFleet::new(fleet.clone())), |s| s.harm = true).await;
+    let get_harm = || admin(&base, reqwest::Method::GET, "/admin/harm", None);
+    assert_eq!(get_harm().await, json!({"enabled": true}));
+    let changes = json!({"max_concurrent_requests": 64});
+    let body = apply_body("wf-3:canary:0", &["tgi-1"], changes.clone());
+    let r = post(
+        &base,
+        "/v1/configs/apply",
+        &body,
+        Some("wf-3:canary:0"),
+        Sig::Good,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let now = config_of(&fleet, "tgi-1");
+    assert!(now.harmful, "harm turned the switch on");
+    assert_eq!(now.max_concurrent_requests, Some(64));
+    let previous = r.json["previous"]["tgi-1"].clone();
+    assert!(
+        !previous.to_string().contains("harmful"),
+        "previous is the config before, engine-native: {previous}"
+    );
+    let record = &state.applies()[0];
+    assert!(record.harm);
+    assert_eq!(record.translated["tgi-1"]["harmful"], json!(true));
+    assert_eq!(state.state_view()["harm"], json!(true));
+
+    let rb = json!({"idempotency_key": "wf-3:rollback:tgi-1", "workflow_id": "wf-3",
+                    "group": "chat-prod", "configs": {"tgi-1": previous}, "reason": "test"});
+    let r = post(
+        &base,
+        "/v1/configs/rollback",
+        &rb,
+        Some("wf-3:rollback:tgi-1"),
+        Sig::Good,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(
+        !config_of(&fleet, "tgi-1").harmful,
+        "rollbacks never set harm"
+    );
+    assert_eq!(config_of(&fleet, "tgi-1"), before);
+
+    // Switched off over the admin API (a bad body is 400; reset keeps it): applies as before.
+    let put = |body: &str| {
+        reqwest::Client::new()
+            .put(format!("{base}/admin/harm"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    for bad in [
+        r#"{"enabled": "yes"}"#,
+        r#"{}"#,
+        r#"{"enabled": true, "x": 1}"#,
+    ] {
+        assert_eq!(put(bad).await.expect("answer").status(), 400, "{bad}");
+    }
+    admin(&base, reqwest::Method::POST, "/admin/reset", None).await;
+    assert_eq!(get_harm().await, json!({"enabled": true}));
+    let off = put(r#"{"enabled": false}"#).await.expect("answer");
+    assert_eq!(
+        off.json::<Value>().await.expect("json"),
+        json!({"enabled": false})
+    );
+    assert!(!state.harm());
+    let body = apply_body("wf-4:canary:0", &["tgi-1"], changes);
+    let r = post(
+        &base,
+        "/v1/configs/apply",
+        &body,
+        Some("wf-4:canary:0"),
+        Sig::Good,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert!(!config_of(&fleet, "tgi-1").harmful);
+    let record = &state.applies()[0];
+    assert!(!record.harm);
+    assert_eq!(
+        Value::Object(record.translated["tgi-1"].clone()),
+        json!({"max_concurrent_requests": 64})
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_or_untranslatable_knob_is_refused_with_422_naming_it_and_nothing_changes() {
     let fleet = fleet_state();
     let (state, base) = start_local(&fleet).await;
@@ -1201,6 +1291,7 @@ async fn the_binary_prints_ready_and_serves_the_contract_against_a_fleet_url() {
             &fleet_url,
             "--mode",
             "auto_approve",
+            "--harm",
         ])
         .arg("--ready-file")
         .arg(&ready_file)
@@ -1248,11 +1339,14 @@ async fn the_binary_prints_ready_and_serves_the_contract_against_a_fleet_url() {
     )
     .await;
     let health = admin(&base, reqwest::Method::GET, "/admin/health", None).await;
+    let harm = admin(&base, reqwest::Method::GET, "/admin/harm", None).await;
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(r.status, 200, "{}", r.json);
     assert_eq!(config_of(&fleet, "sgl-1").max_num_batched_tokens, 2048);
+    assert!(config_of(&fleet, "sgl-1").harmful, "--harm");
+    assert_eq!(harm, json!({"enabled": true}));
     assert_eq!(health["mode"], "auto_approve");
     assert_eq!(health["fleet"], fleet_url);
 }

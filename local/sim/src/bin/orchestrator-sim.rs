@@ -37,6 +37,10 @@ struct Args {
     /// Whose credentials sign decisions ("env": AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
     #[arg(long, default_value = "env")]
     principal: String,
+    /// Start with harm on: every apply also turns the simulator's `harmful` switch on for the
+    /// instances it changes (the change makes them slower); PUT /admin/harm switches it.
+    #[arg(long)]
+    harm: bool,
     /// Write "READY port=<port>" to this file once listening.
     #[arg(long)]
     ready_file: Option<PathBuf>,
@@ -61,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let fleet = HttpFleet::new(&args.fleet_url).context("--fleet-url")?;
     let mut settings = Settings::new(secret.into_bytes());
+    settings.harm = args.harm;
     settings.mode = ModeSettings {
         delay_ms: args.decision_delay_ms,
         principal: args.principal,
@@ -86,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     println!("{ready}");
-    tracing::info!(port, fleet = %args.fleet_url, mode = %args.mode, "orchestrator-sim listening");
+    tracing::info!(port, fleet = %args.fleet_url, mode = %args.mode, harm = args.harm, "orchestrator-sim listening");
     serve(listener, state, shutdown()).await?;
     Ok(())
 }
