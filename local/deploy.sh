@@ -47,7 +47,14 @@ case "$(uname -m)" in
 esac
 # Local differences are parameters, never template branches: the host's architecture, and the
 # simulated fleet listens on loopback, which the scrapers refuse unless it is an allowed network.
-params=(--param "Architecture=$arch" --param "AllowedNetworks=127.0.0.0/8")
+# The workflow talks to the simulated orchestrator (local/sim, started by the tests and the demo)
+# with a local-only secret; its approvals are signed by a local IAM user that is the approver.
+# A short approval timeout lets a test see a workflow expire.
+params=(--param "Architecture=$arch" --param "AllowedNetworks=127.0.0.0/8"
+  --param "OrchestratorUrl=$LOCAL_ORCHESTRATOR_URL"
+  --param "OrchestratorSecret=$LOCAL_ORCHESTRATOR_SECRET"
+  --param "ApproverPrincipals=$LOCAL_APPROVER_ARN"
+  --param "ApprovalTimeoutSeconds=20")
 for kv in ${PERFAGENT_PARAMETERS:-}; do
   params+=(--param "$kv")
 done

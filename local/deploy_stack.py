@@ -4,10 +4,13 @@
 1. Stage: for every AWS::Serverless::Function, the binary named by its
    Metadata.BuildProperties.Binary becomes BUILD_DIR/<LogicalId>/bootstrap (what `sam build` makes).
 2. Package: each bootstrap is zipped reproducibly and uploaded to the artifact bucket under its
-   content hash, and the function's CodeUri points at it (what `aws cloudformation package` does).
+   content hash, and the function's CodeUri points at it (what `aws cloudformation package` does);
+   each state machine's DefinitionUri file likewise.
 3. Deploy: the template goes to S3 and through a CloudFormation change set (CREATE or UPDATE),
    executed and waited for (what `aws cloudformation deploy` does: same API calls, polled every
    0.2 s instead of every 5 s, which is most of a local deploy's time).
+   ApiBaseUrl (the approve/reject links' base) is set to the API's local URL, which needs the API's
+   id: on the first deploy, by an update right after it.
 4. After: TTL on the table (the emulator ignores TimeToLiveSpecification), and the outputs written
    to STATE_DIR/stack.json and STATE_DIR/stack.env.
 
@@ -139,6 +142,42 @@ def package(s3, template: dict, staged: dict, bucket: str) -> None:
         template["Resources"][logical_id]["Properties"]["CodeUri"] = {"Bucket": bucket, "Key": key}
 
 
+def package_definitions(s3, template: dict, template_dir: str, bucket: str) -> None:
+    """Uploads each AWS::Serverless::StateMachine's local DefinitionUri file under its content
+    hash and points DefinitionUri at it (what `sam package` does). The file is not JSON before
+    CloudFormation substitutes its DefinitionSubstitutions, so it is uploaded as is."""
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        props = resource.setdefault("Properties", {})
+        uri = props.get("DefinitionUri")
+        if not isinstance(uri, str):
+            continue
+        with open(os.path.join(template_dir, uri), "rb") as f:
+            body = f.read()
+        key = f"statemachines/{logical_id}/{hashlib.sha256(body).hexdigest()}.json"
+        if upload_if_absent(s3, bucket, key, body):
+            log(f"uploaded {logical_id}'s definition ({uri})")
+        props["DefinitionUri"] = {"Bucket": bucket, "Key": key}
+
+
+def api_base_url(endpoint: str, api_id: str) -> str:
+    """The URL of an HTTP API's $default stage in the emulator, the only one a client resolves
+    (the ApiEndpoint output's *.execute-api.localhost host name does not resolve)."""
+    return f"{endpoint}/_aws/execute-api/{api_id}/$default"
+
+
+def existing_api_id(cfn, stack: str) -> str | None:
+    try:
+        stacks = cfn.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError:
+        return None
+    if not stacks or stacks[0].get("StackStatus", "").startswith(("ROLLBACK", "DELETE")):
+        return None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    return outputs.get("ApiId")
+
+
 def stack_status(cfn, stack: str) -> str | None:
     try:
         return cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
@@ -212,6 +251,37 @@ def deploy(cfn, stack: str, template_url: str, parameters: dict) -> bool:
     return True
 
 
+def ensure_approver(iam, arn: str, api_id: str, region: str, account: str) -> dict:
+    """The local approver: an IAM user named by the ARN in ApproverPrincipals, allowed to call the
+    API, with a fresh access key (its old ones deleted). Returns the key for stack.env; the
+    simulated orchestrator signs its decisions with it, as a real approver's tooling would."""
+    name = arn.rsplit("/", 1)[-1]
+    try:
+        iam.get_user(UserName=name)
+    except ClientError:
+        iam.create_user(UserName=name)
+        log(f"created IAM user {name} (the approver)")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "execute-api:Invoke",
+                "Resource": f"arn:aws:execute-api:{region}:{account}:{api_id}/*",
+            }
+        ],
+    }
+    iam.put_user_policy(UserName=name, PolicyName="call-the-api", PolicyDocument=json.dumps(policy))
+    for key in iam.list_access_keys(UserName=name).get("AccessKeyMetadata", []):
+        iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return {"APPROVER_ACCESS_KEY_ID": key["AccessKeyId"], "APPROVER_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def template_declares(template: dict, parameter: str) -> bool:
+    return parameter in template.get("Parameters", {})
+
+
 def enable_ttl(ddb, table: str, attribute: str) -> None:
     current = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     if current.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -246,11 +316,13 @@ def stack_values(cfn, stack: str, endpoint: str, region: str, account: str) -> d
         "API_ID": outputs["ApiId"],
         # The emulator serves an HTTP API under this path: the ApiEndpoint output's
         # *.execute-api.localhost host name does not resolve through the system resolver.
-        "API_URL": f"{endpoint}/_aws/execute-api/{outputs['ApiId']}/$default",
+        "API_URL": api_base_url(endpoint, outputs["ApiId"]),
         "TABLE_NAME": outputs["TableName"],
         "COLLECTOR_FUNCTION_NAME": outputs["CollectorFunctionName"],
         "API_FUNCTION_NAME": outputs["ApiFunctionName"],
         "ANALYZER_FUNCTION_NAME": outputs.get("AnalyzerFunctionName", ""),
+        "WORKFLOW_STAGE_FUNCTION_NAME": outputs.get("WorkflowStageFunctionName", ""),
+        "STATE_MACHINE_ARN": outputs.get("StateMachineArn", ""),
     }
 
 
@@ -314,15 +386,30 @@ def main() -> int:
         write(os.path.join(args.build_dir, "template.json"), json.dumps(template, indent=2, default=str))
         ensure_bucket(s3, args.bucket)
         package(s3, template, staged, args.bucket)
+        package_definitions(s3, template, os.path.dirname(os.path.abspath(args.template)), args.bucket)
         body = json.dumps(template, separators=(",", ":"), default=str).encode()
         template_key = f"templates/{hashlib.sha256(body).hexdigest()}.json"
         upload_if_absent(s3, args.bucket, template_key, body)
         log(f"packaged {', '.join(staged)} in {time.monotonic() - started:.1f} s")
 
         started = time.monotonic()
-        shown = " ".join(f"{k}={v}" for k, v in parameters.items())
+        shown = " ".join(f"{k}={'<hidden>' if 'Secret' in k else v}" for k, v in parameters.items())
         log(f"deploying stack {args.stack} ({shown})")
-        changed = deploy(cfn, args.stack, f"{endpoint}/{args.bucket}/{template_key}", parameters)
+        template_url = f"{endpoint}/{args.bucket}/{template_key}"
+        # The functions hand the orchestrator approve/reject links under ApiBaseUrl, and only
+        # the emulator's path form of the API's URL resolves locally. The API's id is known once
+        # the stack exists: a first deploy is followed by an update that sets it.
+        api_id = existing_api_id(cfn, args.stack) if "ApiBaseUrl" not in parameters else None
+        if api_id:
+            parameters["ApiBaseUrl"] = api_base_url(endpoint, api_id)
+        changed = deploy(cfn, args.stack, template_url, parameters)
+        if "ApiBaseUrl" not in parameters and template_declares(template, "ApiBaseUrl"):
+            api_id = existing_api_id(cfn, args.stack)
+            if not api_id:
+                raise DeployError("the stack has no ApiId output")
+            parameters["ApiBaseUrl"] = api_base_url(endpoint, api_id)
+            log(f"setting ApiBaseUrl={parameters['ApiBaseUrl']}")
+            changed = deploy(cfn, args.stack, template_url, parameters) or changed
         verb = "deployed" if changed else "unchanged, checked"
         log(f"stack {verb} in {time.monotonic() - started:.1f} s")
 
@@ -331,9 +418,16 @@ def main() -> int:
             table = cfn.describe_stack_resource(StackName=args.stack, LogicalResourceId=ttl[0])
             enable_ttl(ddb, table["StackResourceDetail"]["PhysicalResourceId"], ttl[1])
         values = stack_values(cfn, args.stack, endpoint, region, args.account)
+        # What the local orchestrator and approver need to play their parts (local values only).
+        values["ORCHESTRATOR_URL"] = parameters.get("OrchestratorUrl", "")
+        values["ORCHESTRATOR_SECRET"] = parameters.get("OrchestratorSecret", "")
+        values["APPROVER_PRINCIPALS"] = parameters.get("ApproverPrincipals", "")
+        approver = values["APPROVER_PRINCIPALS"].split(",")[0].strip()
+        if ":user/" in approver:
+            values.update(ensure_approver(boto3.client("iam"), approver, values["API_ID"], region, args.account))
         write_outputs(args.state_dir, values)
         for key, value in values.items():
-            print(f"{key}={value}", file=sys.stderr)
+            print(f"{key}={'<hidden>' if 'SECRET' in key else value}", file=sys.stderr)
     except (DeployError, ClientError) as e:
         print(f"deploy_stack: {e}", file=sys.stderr)
         return 1

@@ -18,6 +18,12 @@ EMULATOR_URL="http://127.0.0.1:$EMULATOR_PORT"
 # The account MiniStack is started with; ARNs built for another account are refused by it.
 LOCAL_ACCOUNT_ID=123456789012
 LOCAL_REGION=us-east-1
+# The simulated orchestrator the local stack's workflow calls (tests and the demo start it there),
+# the secret both sides sign with (local only), and the IAM user whose signature approves.
+LOCAL_ORCHESTRATOR_PORT="${PERFAGENT_ORCHESTRATOR_PORT:-9200}"
+LOCAL_ORCHESTRATOR_URL="http://127.0.0.1:$LOCAL_ORCHESTRATOR_PORT"
+LOCAL_ORCHESTRATOR_SECRET=perfagent-local-orchestrator-secret
+LOCAL_APPROVER_ARN="arn:aws:iam::$LOCAL_ACCOUNT_ID:user/perfagent-approver"
 # Bucket that `aws cloudformation package` uploads the function zips to, inside the emulator.
 ARTIFACT_BUCKET="${STACK_NAME}-artifacts"
 

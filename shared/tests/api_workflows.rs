@@ -19,7 +19,7 @@ use perfagent::workflow::engine::{EngineCall, EngineError, MemoryEngine};
 use perfagent::workflow::memory::{
     Behaviour, ManualClock, MemoryOrchestrator, MemoryWorkflowStore, SimulatedFleet,
 };
-use perfagent::workflow::{request_approval, run_stage, Deps, Next, StageRequest};
+use perfagent::workflow::{request_approval, run_stage, Deps, Next, Params, StageRequest};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -81,6 +81,7 @@ async fn spawn_app() -> App {
             },
             engine: engine.clone(),
             approvers: vec![APPROVER_ROLE.to_string()],
+            defaults: Params::default(),
         },
     };
     let app = App {

@@ -8,10 +8,15 @@ use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use perfagent::client::ApiClient;
 use perfagent_sim::fleet::{Fault, Fleet, FleetSpec, Scenario};
-use perfagent_sim::server::{router, AppState};
+use perfagent_sim::orchestrator::approver::{ApprovalMode, ModeSettings, Principal};
+use perfagent_sim::orchestrator::fleet_admin::LocalFleet;
+use perfagent_sim::orchestrator::{serve, OrchestratorState, Settings};
+use perfagent_sim::server::{router, run_clock, AppState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// An RFC 3339 UTC time (`2026-11-27T23:40:00Z`), as EventBridge writes a scheduled event's `time`.
 pub fn rfc3339(ms: i64) -> String {
@@ -50,7 +55,10 @@ pub fn repo_root() -> PathBuf {
 /// The deployed stack's outputs and clients.
 pub struct Stack {
     pub vars: HashMap<String, String>,
+    /// Signed as the emulator's root identity: may call every route, is not an approver.
     pub api: ApiClient,
+    /// Signed as the local approver (`APPROVER_PRINCIPALS`), when the deploy created one.
+    pub approver_api: Option<ApiClient>,
     pub unsigned_api: ApiClient,
     pub lambda: aws_sdk_lambda::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -107,8 +115,20 @@ impl Stack {
             .credentials_provider(creds.clone())
             .load()
             .await;
+        let approver_api = match (
+            vars.get("APPROVER_ACCESS_KEY_ID"),
+            vars.get("APPROVER_SECRET_ACCESS_KEY"),
+        ) {
+            (Some(k), Some(s)) => Some(ApiClient::new(
+                &vars["API_URL"],
+                Some(Credentials::new(k, s, None, None, "stack.env")),
+                region.clone(),
+            )?),
+            _ => None,
+        };
         Ok(Stack {
             api: ApiClient::new(&vars["API_URL"], Some(creds), region.clone())?,
+            approver_api,
             unsigned_api: ApiClient::new(&vars["API_URL"], None, region)?,
             lambda: aws_sdk_lambda::Client::new(&sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
@@ -209,6 +229,206 @@ impl Stack {
     }
 }
 
+/// Workflow states after which nothing changes.
+pub const TERMINAL: [&str; 5] = ["COMPLETED", "REJECTED", "EXPIRED", "FAILED", "ROLLED_BACK"];
+
+impl Stack {
+    /// The approver's signed client; an error when the deploy made none.
+    pub fn approver(&self) -> Result<&ApiClient> {
+        self.approver_api
+            .as_ref()
+            .context("stack.env has no APPROVER_ACCESS_KEY_ID: redeploy with local/up.sh")
+    }
+
+    /// Collects `ticks` scheduled passes 30 s apart with `group` under a load spike of `factor`,
+    /// runs the analyzer, and returns the group's stored recommendations (newest analysis).
+    pub async fn spike_and_recommend(
+        &self,
+        sim: &Sim,
+        group: &str,
+        factor: f64,
+        ticks: i64,
+    ) -> Result<Vec<Value>> {
+        let start = now_ms() - ticks * 30_000;
+        sim.scenario(&format!(
+            r#"{{"name":"load_spike","group":"{group}","factor":{factor}}}"#
+        ))?;
+        for i in 0..ticks {
+            self.invoke_collector(&serde_json::json!({"time": rfc3339(start + i * 30_000), "passes": 1}))
+                .await?;
+            sim.advance(30.0);
+        }
+        self.invoke_analyzer().await?;
+        let (status, r) = self
+            .api
+            .call(
+                http::Method::GET,
+                &format!("/api/v1/recommendations?group={group}"),
+                None,
+            )
+            .await?;
+        if status != http::StatusCode::OK {
+            bail!("listing recommendations: {status} {r}");
+        }
+        Ok(r["recommendations"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /api/v1/workflows/{id}`.
+    pub async fn workflow(&self, id: &str) -> Result<Value> {
+        let (status, w) = self
+            .api
+            .call(http::Method::GET, &format!("/api/v1/workflows/{id}"), None)
+            .await?;
+        if status != http::StatusCode::OK {
+            bail!("GET workflow {id}: {status} {w}");
+        }
+        Ok(w)
+    }
+
+    /// Polls the workflow until `done(workflow)` or `timeout`; returns the last read.
+    pub async fn wait_workflow(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let w = self.workflow(id).await?;
+            if done(&w) {
+                return Ok(w);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "workflow {id} still {} ({}/{}) after {timeout:?}: {w}",
+                    w["state"],
+                    w["stage"],
+                    w["step"]
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for the workflow to end in any terminal state.
+    pub async fn wait_ended(&self, id: &str, timeout: Duration) -> Result<Value> {
+        self.wait_workflow(id, timeout, |w| {
+            TERMINAL.contains(&w["state"].as_str().unwrap_or(""))
+        })
+        .await
+    }
+
+    /// Rejects every workflow still waiting for approval and waits for the running ones, so a
+    /// test starts with every group free.
+    pub async fn settle_workflows(&self) -> Result<()> {
+        let (_, list) = self
+            .api
+            .call(http::Method::GET, "/api/v1/workflows", None)
+            .await?;
+        for w in list["workflows"].as_array().cloned().unwrap_or_default() {
+            let id = w["id"].as_str().unwrap_or_default().to_string();
+            match w["state"].as_str().unwrap_or("") {
+                "PENDING_APPROVAL" => {
+                    self.approver()?
+                        .call(
+                            http::Method::POST,
+                            &format!("/api/v1/workflows/{id}/reject"),
+                            Some(&serde_json::json!({"reason": "test clean-up"})),
+                        )
+                        .await?;
+                    self.wait_ended(&id, Duration::from_secs(60)).await?;
+                }
+                "APPROVED" | "IN_PROGRESS" => {
+                    self.wait_ended(&id, Duration::from_secs(300)).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The simulated orchestrator (`local/sim`), serving in the test process at the stack's
+/// `ORCHESTRATOR_URL`, in front of the test's fleet simulator; it signs its approvals as the
+/// local approver. Stopped when dropped.
+pub struct Orchestrator {
+    pub state: OrchestratorState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Orchestrator {
+    pub async fn start(stack: &Stack, sim: &Sim, mode: ApprovalMode) -> Result<Orchestrator> {
+        let url = stack.var("ORCHESTRATOR_URL");
+        let addr = url
+            .strip_prefix("http://")
+            .context("ORCHESTRATOR_URL must be http://127.0.0.1:<port>")?
+            .trim_end_matches('/')
+            .to_string();
+        let mut settings = Settings::new(stack.var("ORCHESTRATOR_SECRET").as_bytes().to_vec());
+        settings.principals.insert(
+            "approver".into(),
+            Principal {
+                access_key_id: stack.var("APPROVER_ACCESS_KEY_ID").into(),
+                secret_access_key: stack.var("APPROVER_SECRET_ACCESS_KEY").into(),
+                session_token: None,
+                region: Some(stack.var("AWS_REGION").into()),
+            },
+        );
+        settings.mode = ModeSettings {
+            principal: "approver".into(),
+            ..ModeSettings::new(mode)
+        };
+        let state = OrchestratorState::new(settings, Arc::new(LocalFleet::new(sim.state.clone())))
+            .map_err(|e| anyhow::anyhow!("orchestrator: {e}"))?;
+        // The previous test's orchestrator may still be letting go of the port.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e).with_context(|| format!("binding {addr}")),
+            }
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = serve(listener, serving, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Ok(Orchestrator {
+            state,
+            stop: Some(stop),
+            task,
+        })
+    }
+}
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// Simulated time running at `speed` × the wall clock while it lives (workflows bake on the
+/// emulator's scaled waits, so the fleet must move on its own).
+pub struct Clock(tokio::task::JoinHandle<()>);
+
+impl Drop for Clock {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A fleet simulator serving inside the test process; the deployed functions scrape it over loopback.
 pub struct Sim {
     pub state: AppState,
@@ -257,6 +477,27 @@ impl Sim {
                 (v.id, engine, v.group, v.model)
             })
             .collect()
+    }
+
+    /// Runs the simulator's clock at `speed` simulated seconds per wall second until the guard drops.
+    pub fn run_clock(&self, speed: f64) -> Clock {
+        Clock(tokio::spawn(run_clock(
+            self.state.clone(),
+            Duration::from_millis(50),
+            speed,
+        )))
+    }
+
+    /// The instance's current config as the simulator runs it.
+    pub fn config(&self, id: &str) -> Result<Value> {
+        let view = self
+            .state
+            .lock()
+            .views()
+            .into_iter()
+            .find(|v| v.id == id)
+            .with_context(|| format!("no simulated instance {id}"))?;
+        Ok(serde_json::to_value(view.config)?)
     }
 
     pub fn advance(&self, seconds: f64) {

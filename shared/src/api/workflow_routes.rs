@@ -42,6 +42,10 @@ pub struct WorkflowApi {
     /// IAM principal ARNs allowed to approve or reject (`APPROVER_PRINCIPALS`). An IAM role's ARN
     /// admits every session of that role (`arn:aws:sts::<account>:assumed-role/<name>/<session>`).
     pub approvers: Vec<String>,
+    /// Each new workflow's parameters before the request's own; `approval_timeout_s` is the
+    /// deployment's (the state machine's approval wait, `APPROVAL_TIMEOUT_SECONDS`) and a
+    /// request may shorten it, not lengthen it.
+    pub defaults: Params,
 }
 
 impl WorkflowApi {
@@ -66,6 +70,7 @@ impl WorkflowApi {
             },
             engine: Arc::new(MemoryEngine::new()),
             approvers: Vec::new(),
+            defaults: Params::default(),
         }
     }
 }
@@ -132,14 +137,16 @@ fn invalid_params(message: impl Into<String>) -> ApiError {
 
 /// The parameters: the defaults with the caller's fields on top (`judge` merged field by field).
 /// An unknown name is refused rather than ignored, so a typo does not silently keep a default.
-fn params_from(patch: Option<Value>) -> Result<Params, ApiError> {
+/// The approval wait may be shortened, never made longer than the deployment's: the state
+/// machine's wait would end it first.
+fn params_from(defaults: &Params, patch: Option<Value>) -> Result<Params, ApiError> {
     let Some(patch) = patch else {
-        return Ok(Params::default());
+        return Ok(defaults.clone());
     };
     let Value::Object(patch) = patch else {
         return Err(invalid_params("params must be an object"));
     };
-    let mut merged = match serde_json::to_value(Params::default()) {
+    let mut merged = match serde_json::to_value(defaults) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
@@ -161,10 +168,17 @@ fn params_from(patch: Option<Value>) -> Result<Params, ApiError> {
     }
     let params: Params = serde_json::from_value(Value::Object(merged))
         .map_err(|e| invalid_params(format!("params: {e}")))?;
-    params.validate().map_err(|problems| {
-        invalid_params(problems.join("; "))
-            .with_details(json!({"field": "params", "problems": problems}))
-    })?;
+    let mut problems = params.validate().err().unwrap_or_default();
+    if params.approval_timeout_s > defaults.approval_timeout_s {
+        problems.push(format!(
+            "approval_timeout_s must be at most {} (the deployment's approval wait)",
+            defaults.approval_timeout_s
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(invalid_params(problems.join("; "))
+            .with_details(json!({"field": "params", "problems": problems})));
+    }
     Ok(params)
 }
 
@@ -300,7 +314,7 @@ where
             "recommendation_id must be 1 to 200 characters",
         ));
     }
-    let params = params_from(body.params)?;
+    let params = params_from(&ctx.workflows.defaults, body.params)?;
     let rec = ctx
         .store
         .recommendation(&body.recommendation_id)
@@ -629,11 +643,14 @@ mod tests {
 
     #[test]
     fn params_override_only_what_they_name() {
-        let p = params_from(Some(json!({
-            "bake_samples": 10,
-            "canary_size": {"count": 2},
-            "judge": {"alpha": 0.01}
-        })))
+        let p = params_from(
+            &Params::default(),
+            Some(json!({
+                "bake_samples": 10,
+                "canary_size": {"count": 2},
+                "judge": {"alpha": 0.01}
+            })),
+        )
         .unwrap();
         assert_eq!(p.bake_samples, 10);
         assert_eq!(p.canary_size, CanarySize::Count(2));
@@ -641,22 +658,42 @@ mod tests {
         let d = Params::default();
         assert_eq!(p.judge.pass_score, d.judge.pass_score);
         assert_eq!(p.rollout_percent, d.rollout_percent);
-        assert_eq!(params_from(None).unwrap(), d);
+        assert_eq!(params_from(&Params::default(), None).unwrap(), d);
+    }
+
+    #[test]
+    fn the_approval_wait_follows_the_deployment_and_cannot_outlast_it() {
+        let deployment = Params {
+            approval_timeout_s: 600,
+            ..Params::default()
+        };
+        assert_eq!(
+            params_from(&deployment, None).unwrap().approval_timeout_s,
+            600
+        );
+        let shorter = params_from(&deployment, Some(json!({"approval_timeout_s": 60}))).unwrap();
+        assert_eq!(shorter.approval_timeout_s, 60);
+        let longer =
+            params_from(&deployment, Some(json!({"approval_timeout_s": 601}))).unwrap_err();
+        assert_eq!(longer.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(longer.message.contains("at most 600"), "{}", longer.message);
     }
 
     #[test]
     fn unknown_or_invalid_params_are_refused_with_every_problem() {
-        let typo = params_from(Some(json!({"bake_sample": 10}))).unwrap_err();
+        let typo = params_from(&Params::default(), Some(json!({"bake_sample": 10}))).unwrap_err();
         assert_eq!(typo.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(typo.message.contains("bake_sample"), "{}", typo.message);
-        assert!(params_from(Some(json!({"judge": {"alfa": 0.1}}))).is_err());
-        assert!(params_from(Some(json!([1]))).is_err());
-        let bad = params_from(Some(
-            json!({"bake_samples": 1, "rollout_percent": [50, 40]}),
-        ))
+        assert!(params_from(&Params::default(), Some(json!({"judge": {"alfa": 0.1}}))).is_err());
+        assert!(params_from(&Params::default(), Some(json!([1]))).is_err());
+        let bad = params_from(
+            &Params::default(),
+            Some(json!({"bake_samples": 1, "rollout_percent": [50, 40]})),
+        )
         .unwrap_err();
         assert_eq!(bad.details["problems"].as_array().map(Vec::len), Some(2));
-        let wrong_type = params_from(Some(json!({"bake_samples": "six"}))).unwrap_err();
+        let wrong_type =
+            params_from(&Params::default(), Some(json!({"bake_samples": "six"}))).unwrap_err();
         assert_eq!(wrong_type.status, StatusCode::UNPROCESSABLE_ENTITY);
     }
 }

@@ -19,6 +19,7 @@ pub mod stats;
 pub use judge::{Classification, Direction, JudgeMetric, JudgeParams, MetricSpec, Verdict};
 pub use model::{
     AuditEntry, Bake, CanarySize, Next, Params, Plan, Role, Sample, VerdictRecord, Workflow,
+    DEFAULT_APPROVAL_TIMEOUT_S,
 };
 pub use ports::{
     Clock, InstanceDirectory, Orchestrator, OrchestratorError, SampleStore, Sampler, SystemClock,
