@@ -18,7 +18,7 @@ pub enum ClientError {
         "no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile): {0}"
     )]
     Credentials(String),
-    #[error("the API URL {0:?} is not valid")]
+    #[error("the API URL {0:?} is not a valid http(s) URL")]
     BadUrl(String),
     #[error("signing the request failed: {0}")]
     Signing(String),
@@ -60,7 +60,10 @@ impl ApiClient {
         credentials: Option<Credentials>,
         region: String,
     ) -> Result<Self, ClientError> {
-        url::Url::parse(base_url).map_err(|_| ClientError::BadUrl(base_url.to_string()))?;
+        url::Url::parse(base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| ClientError::BadUrl(base_url.to_string()))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()

@@ -210,8 +210,9 @@ fn a_usage_error_exits_2_and_help_documents_the_exit_codes() {
     let text = String::from_utf8_lossy(&help.stdout);
     for line in [
         "Exit codes:",
-        "3  the input file does not exist",
-        "5  the URL cannot be reached",
+        "3  the input file does not exist, or the API has no such instance",
+        "5  the URL or the API cannot be reached",
+        "8  the API refused the request",
     ] {
         assert!(text.contains(line), "{line:?} missing from --help:\n{text}");
     }

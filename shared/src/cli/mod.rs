@@ -1,13 +1,18 @@
 //! The `perfagent` operator command line: argument definitions, the commands, and the mapping of
 //! every failure to a message and a documented exit code. The binary only calls [`main`].
 //!
-//! Commands are variants of [`Command`]; one that talks to the deployed API later is another
-//! variant and another `async fn` called from [`run`].
+//! Commands are variants of [`Command`]: `parse`, `check` and `scrape` work on metrics text; the
+//! commands against a deployed agent's API (instances, bottlenecks, recommendations, workflows)
+//! live in `remote`.
 
 mod json;
 mod raw;
+mod remote;
+mod table;
 
+use crate::client::ClientError;
 use crate::engine::{self, AdaptError};
+use crate::instance::Id;
 use crate::netguard::NetGuard;
 use crate::promtext::{self, Format, Mode, ParseError};
 use crate::scrape::{ScrapeConfig, ScrapeError, Scraper};
@@ -19,38 +24,53 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub use raw::write_samples;
+pub use remote::{
+    ApiArgs, ApiFailure, ApproveArgs, BottlenecksArgs, InstancesArgs, ListWorkflowsArgs,
+    RecommendationsArgs, RejectArgs, StartArgs, WorkflowCommand, WorkflowIdArgs, WorkflowsArgs,
+};
 
 /// The exit codes, one home for the numbers `--help` and `docs/engines.md` document.
 pub mod exit {
     pub const OK: u8 = 0;
     /// The input is not valid exposition text (`check`, or `parse`/`scrape` that cannot parse it).
     pub const INVALID: u8 = 1;
-    /// Bad arguments (clap's own code), including a URL that is not http(s) or is refused.
+    /// Bad arguments (clap's own code), including a URL that is not http(s) or is refused, no API
+    /// URL, no usable AWS credentials, or a recommendation that is not `--group`'s.
     pub const USAGE: u8 = 2;
+    /// The input file does not exist, or the API answered 404 (no such instance, recommendation
+    /// or workflow).
     pub const NOT_FOUND: u8 = 3;
     /// The input exists but cannot be read (permissions, a directory, an I/O error), the output
     /// cannot be written, or the async runtime or HTTP client cannot start.
     pub const IO: u8 = 4;
-    /// The URL could not be reached: DNS, connection refused, timeout.
+    /// The URL or the API could not be reached: DNS, connection refused, timeout.
     pub const UNREACHABLE: u8 = 5;
     /// The server answered without a usable body: HTTP error status, body over the size cap, or
-    /// a body cut short.
+    /// a body cut short; for the API, a 5xx or an answer that is not the JSON it documents.
     pub const BAD_RESPONSE: u8 = 6;
     /// Valid text, but not a vLLM, TGI or SGLang server's (or not the `--engine` given).
     pub const NOT_AN_ENGINE: u8 = 7;
+    /// The API refused the request: a 4xx other than 404 (the message gives the API's code, e.g.
+    /// `not_an_approver`, `already_decided`, `group_busy`, `validation_failed`).
+    pub const REFUSED: u8 = 8;
 }
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (check: the input is valid)
   1  invalid input: not valid exposition text (the error gives FILE:LINE:COLUMN)
-  2  usage error: bad arguments, or a URL that is not http(s) or points at a forbidden address
-  3  the input file does not exist
+  2  usage error: bad arguments, a URL that is not http(s) or points at a forbidden address,
+     no API URL (--api-url or PERFAGENT_API_URL), or no usable AWS credentials
+  3  the input file does not exist, or the API has no such instance, recommendation or
+     workflow (HTTP 404)
   4  I/O error: the input cannot be read, the output cannot be written, or the runtime or
      HTTP client cannot start
-  5  the URL cannot be reached (DNS, connection refused, timeout)
-  6  the server answered without a usable body (HTTP error status, body over --max-bytes)
-  7  the metrics are not a vLLM, TGI or SGLang server's, or contradict --engine";
+  5  the URL or the API cannot be reached (DNS, connection refused, timeout)
+  6  the server answered without a usable body (HTTP error status, body over --max-bytes);
+     the API failed (HTTP 5xx) or answered something that is not its JSON
+  7  the metrics are not a vLLM, TGI or SGLang server's, or contradict --engine
+  8  the API refused the request (HTTP 4xx other than 404; the error gives the API's code and
+     message, e.g. not_an_approver, already_decided, group_busy)";
 
 /// Command-line interface of the performance agent.
 #[derive(Debug, Parser)]
@@ -72,6 +92,18 @@ pub enum Command {
     /// Fetch a /metrics URL and print its normalized snapshot as JSON
     #[command(after_help = EXIT_CODES_HELP)]
     Scrape(ScrapeArgs),
+    /// The deployed agent's registered instances, with their scrape health
+    #[command(after_help = EXIT_CODES_HELP)]
+    Instances(InstancesArgs),
+    /// The bottlenecks of the latest stored analyses
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bottlenecks(BottlenecksArgs),
+    /// The group recommendations the analyzer proposed
+    #[command(after_help = EXIT_CODES_HELP)]
+    Recommendations(RecommendationsArgs),
+    /// Optimization workflows: list, start, show, approve, reject
+    #[command(after_help = EXIT_CODES_HELP)]
+    Workflows(WorkflowsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -194,6 +226,23 @@ pub enum CliError {
     Client(String),
     #[error("cannot write the output: {0}")]
     Output(io::Error),
+    #[error("{0}")]
+    Api(ClientError),
+    #[error("{0}")]
+    ApiFailure(ApiFailure),
+    #[error("the API's answer is not the {what} this CLI expects ({error}); --json prints it as it came")]
+    UnexpectedAnswer {
+        what: &'static str,
+        error: serde_json::Error,
+    },
+    #[error(
+        "recommendation {recommendation} is group {group}'s, not {expected}'s: nothing was started"
+    )]
+    WrongGroup {
+        recommendation: String,
+        group: Id,
+        expected: Id,
+    },
 }
 
 impl CliError {
@@ -211,6 +260,17 @@ impl CliError {
                 // Timeouts, connection and DNS failures: no answer came.
                 _ => exit::UNREACHABLE,
             },
+            CliError::Api(error) => match error {
+                ClientError::Credentials(_) | ClientError::BadUrl(_) | ClientError::Signing(_) => {
+                    exit::USAGE
+                }
+                ClientError::Unreachable { .. } => exit::UNREACHABLE,
+                ClientError::NotJson { .. } => exit::BAD_RESPONSE,
+            },
+            CliError::ApiFailure(f) if f.status == http::StatusCode::NOT_FOUND => exit::NOT_FOUND,
+            CliError::ApiFailure(f) if f.status.is_client_error() => exit::REFUSED,
+            CliError::ApiFailure(_) | CliError::UnexpectedAnswer { .. } => exit::BAD_RESPONSE,
+            CliError::WrongGroup { .. } => exit::USAGE,
         }
     }
 }
@@ -227,6 +287,10 @@ pub async fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Parse(args) => parse(args, io),
         Command::Check(args) => check(args, io),
         Command::Scrape(args) => scrape(args, io).await,
+        Command::Instances(args) => remote::instances(args, io).await,
+        Command::Bottlenecks(args) => remote::bottlenecks(args, io).await,
+        Command::Recommendations(args) => remote::recommendations(args, io).await,
+        Command::Workflows(args) => remote::workflows(args, io).await,
     }
 }
 
