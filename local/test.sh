@@ -39,6 +39,10 @@ PERFAGENT_PARAMETERS="CollectorScheduleState=DISABLED ${PERFAGENT_PARAMETERS:-}"
 step "end-to-end tests against the deployed stack"
 cargo test -p perfagent-e2e --tests -- --test-threads=1 2>&1 | count
 
+step "the demo (make demo's story: collection → analysis → two workflows) against the same stack"
+cargo build --quiet -p perfagent-e2e --bin demo
+"$CARGO_TARGET_DIR/debug/demo"
+
 step "all tests passed in $((SECONDS - started)) s"
 awk '{for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i }}
      END { printf "tests: %d passed, %d failed\n", p, f }' < <(grep -E '^test result:' "$log")

@@ -254,8 +254,10 @@ impl Stack {
             r#"{{"name":"load_spike","group":"{group}","factor":{factor}}}"#
         ))?;
         for i in 0..ticks {
-            self.invoke_collector(&serde_json::json!({"time": rfc3339(start + i * 30_000), "passes": 1}))
-                .await?;
+            self.invoke_collector(
+                &serde_json::json!({"time": rfc3339(start + i * 30_000), "passes": 1}),
+            )
+            .await?;
             sim.advance(30.0);
         }
         self.invoke_analyzer().await?;
@@ -345,6 +347,66 @@ impl Stack {
             }
         }
         Ok(())
+    }
+}
+
+/// The first recommendation the simulated orchestrator can apply without re-quantizing weights.
+pub fn pick_recommendation(recs: &[Value]) -> Option<Value> {
+    recs.iter()
+        .find(|r| {
+            r["recommendation"]["optimizer"] != "quantization"
+                && r["recommendation"]["changes"]
+                    .as_object()
+                    .is_some_and(|c| !c.is_empty())
+        })
+        .cloned()
+}
+
+/// The verdicts of a workflow's judgements, in order (`PASS`, `FAIL`, `INCONCLUSIVE`).
+pub fn verdicts(workflow: &Value) -> Vec<String> {
+    workflow["verdicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| v["report"]["verdict"].as_str().map(String::from))
+        .collect()
+}
+
+impl Stack {
+    /// `POST /api/v1/workflows` for a stored recommendation: the answer's status and body.
+    pub async fn start_workflow(
+        &self,
+        recommendation_id: &str,
+        params: &Value,
+    ) -> Result<(http::StatusCode, Value)> {
+        Ok(self
+            .api
+            .call(
+                http::Method::POST,
+                "/api/v1/workflows",
+                Some(
+                    &serde_json::json!({"recommendation_id": recommendation_id, "params": params}),
+                ),
+            )
+            .await?)
+    }
+
+    /// Approves as the approver, waiting while the approval task is still storing its token
+    /// (409 `not_ready`).
+    pub async fn approve_when_ready(&self, id: &str) -> Result<(http::StatusCode, Value)> {
+        let path = format!("/api/v1/workflows/{id}/approve");
+        for _ in 0..60 {
+            let (status, body) = self
+                .approver()?
+                .call(http::Method::POST, &path, None)
+                .await?;
+            if status != http::StatusCode::CONFLICT || body["code"] != "not_ready" {
+                return Ok((status, body));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("the approval task of {id} never became ready")
     }
 }
 
@@ -486,6 +548,15 @@ impl Sim {
             Duration::from_millis(50),
             speed,
         )))
+    }
+
+    /// Every instance of `group` with its current config.
+    pub fn group_configs(&self, group: &str) -> Result<std::collections::BTreeMap<String, Value>> {
+        self.instances()
+            .into_iter()
+            .filter(|(_, _, g, _)| g == group)
+            .map(|(id, ..)| Ok((id.clone(), self.config(&id)?)))
+            .collect()
     }
 
     /// The instance's current config as the simulator runs it.

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use http::{Method, StatusCode};
-use perfagent_e2e::{Clock, Orchestrator, Sim, Stack};
+use perfagent_e2e::{pick_recommendation, verdicts, Clock, Orchestrator, Sim, Stack};
 use perfagent_sim::orchestrator::approver::ApprovalMode;
 use perfagent_sim::orchestrator::faults::FailRequest;
 use serde_json::{json, Value};
@@ -35,7 +35,7 @@ impl World {
         stack.clear_registry().await?;
         stack.register_fleet(&sim).await?;
         let recs = stack.spike_and_recommend(&sim, group, 5.0, 9).await?;
-        let recommendation = pick(&recs)
+        let recommendation = pick_recommendation(&recs)
             .with_context(|| format!("no applicable recommendation for {group}: {recs:?}"))?;
         // The change is judged in steady traffic: the spike ends and the queues drain first.
         sim.scenario(&format!(
@@ -59,25 +59,12 @@ impl World {
 
     /// Every instance of the group with its current config.
     fn configs(&self) -> Result<BTreeMap<String, Value>> {
-        let group = self.group();
-        self.sim
-            .instances()
-            .into_iter()
-            .filter(|(_, _, g, _)| g == group)
-            .map(|(id, ..)| Ok((id.clone(), self.sim.config(&id)?)))
-            .collect()
+        self.sim.group_configs(self.group())
     }
 
     async fn start(&self, params: Value) -> Result<(StatusCode, Value)> {
-        Ok(self
-            .stack
-            .api
-            .call(
-                Method::POST,
-                "/api/v1/workflows",
-                Some(&json!({"recommendation_id": self.recommendation["id"], "params": params})),
-            )
-            .await?)
+        let id = self.recommendation["id"].as_str().unwrap_or_default();
+        self.stack.start_workflow(id, &params).await
     }
 
     async fn started(&self, params: Value) -> Result<String> {
@@ -100,18 +87,6 @@ impl World {
     }
 }
 
-/// The first recommendation the simulated orchestrator can apply without re-quantizing weights.
-fn pick(recs: &[Value]) -> Option<Value> {
-    recs.iter()
-        .find(|r| {
-            r["recommendation"]["optimizer"] != "quantization"
-                && r["recommendation"]["changes"]
-                    .as_object()
-                    .is_some_and(|c| !c.is_empty())
-        })
-        .cloned()
-}
-
 fn states_of(w: &Value) -> Vec<String> {
     w["audit"]
         .as_array()
@@ -119,16 +94,6 @@ fn states_of(w: &Value) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .filter_map(|e| e["to"].as_str().map(String::from))
-        .collect()
-}
-
-fn verdicts(w: &Value) -> Vec<String> {
-    w["verdicts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|v| v["report"]["verdict"].as_str().map(String::from))
         .collect()
 }
 
@@ -170,21 +135,24 @@ async fn a_good_change_is_approved_by_an_approver_canaried_judged_and_rolled_out
     let approve = format!("/api/v1/workflows/{id}/approve");
     let (status, refused) = world.stack.api.call(Method::POST, &approve, None).await?;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
-    let approver = world.stack.approver()?;
-    let (status, approved) = approve_when_ready(approver, &approve).await?;
+    let (status, approved) = world.stack.approve_when_ready(&id).await?;
     assert_eq!(status, StatusCode::OK, "{approved}");
-    let (status, again) = approver.call(Method::POST, &approve, None).await?;
+    let (status, again) = world
+        .stack
+        .approver()?
+        .call(Method::POST, &approve, None)
+        .await?;
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
 
     let done = world.stack.wait_ended(&id, RUN_TIMEOUT).await?;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     let v = verdicts(&done);
-    assert!(v.len() >= 2, "a canary and at least one rollout step: {v:?}");
-    assert_eq!(v.last().map(String::as_str), Some("PASS"), "{v:?}");
     assert!(
-        states_of(&done).contains(&"APPROVED".to_string()),
-        "{done}"
+        v.len() >= 2,
+        "a canary and at least one rollout step: {v:?}"
     );
+    assert_eq!(v.last().map(String::as_str), Some("PASS"), "{v:?}");
+    assert!(states_of(&done).contains(&"APPROVED".to_string()), "{done}");
     assert!(
         done["decided_by"]
             .as_str()
@@ -214,7 +182,11 @@ async fn a_harmful_change_fails_its_canary_and_every_canary_is_restored() -> Res
     let id = world.started(json!({})).await?;
     let done = world.stack.wait_ended(&id, RUN_TIMEOUT).await?;
     assert_eq!(done["state"], "ROLLED_BACK", "{done}");
-    assert_eq!(verdicts(&done).first().map(String::as_str), Some("FAIL"), "{done}");
+    assert_eq!(
+        verdicts(&done).first().map(String::as_str),
+        Some("FAIL"),
+        "{done}"
+    );
     assert!(
         done["error"].as_str().is_some_and(|e| !e.is_empty()),
         "a rollback says why: {done}"
@@ -252,7 +224,11 @@ async fn an_unanswered_approval_expires_and_a_late_approval_is_gone() -> Result<
     let (status, late) = world
         .stack
         .approver()?
-        .call(Method::POST, &format!("/api/v1/workflows/{id}/approve"), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/workflows/{id}/approve"),
+            None,
+        )
         .await?;
     assert_eq!(status, StatusCode::GONE, "{late}");
     assert_eq!(world.configs()?, before);
@@ -314,21 +290,6 @@ async fn a_stage_that_loses_the_orchestrators_answer_is_retried_without_a_second
         assert_eq!(n, 1, "{key} reached the fleet {n} times");
     }
     Ok(())
-}
-
-/// The approval task stores its token after notifying: until then an approve answers 409 `not_ready`.
-async fn approve_when_ready(
-    approver: &perfagent::client::ApiClient,
-    path: &str,
-) -> Result<(StatusCode, Value)> {
-    for _ in 0..60 {
-        let (status, body) = approver.call(Method::POST, path, None).await?;
-        if status != StatusCode::CONFLICT || body["code"] != "not_ready" {
-            return Ok((status, body));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    bail!("the approval task never became ready")
 }
 
 async fn wait_until(timeout: Duration, f: impl Fn() -> bool) -> bool {
