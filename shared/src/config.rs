@@ -3,6 +3,7 @@
 //!
 //! Local and cloud differ only by these variables (and `AWS_ENDPOINT_URL`), never by code branches.
 
+use crate::api::Cors;
 use crate::breaker::BreakerPolicy;
 use crate::collect::{CollectorConfig, DEFAULT_SNAPSHOT_TTL_HOURS};
 use crate::netguard::NetGuard;
@@ -27,12 +28,16 @@ pub struct Config {
     pub collector_function_name: Option<String>,
     pub state_machine_arn: Option<String>,
     pub approver_principals: Vec<String>,
-    pub cors_allowed_origins: Vec<String>,
+    /// `CORS_ALLOWED_ORIGINS`: the browser origins the API answers (`*` for any); empty = CORS off.
+    pub cors: Cors,
     /// `ORCHESTRATOR_URL` and `ORCHESTRATOR_SECRET` (the HMAC secret, never logged), with
     /// `ORCHESTRATOR_TIMEOUT_MS`; both or neither.
     pub orchestrator: Option<OrchestratorConfig>,
     /// `API_BASE_URL`: this API's base URL, for the approve/reject links the orchestrator gets.
     pub api_base_url: Option<String>,
+    /// `APPROVAL_TIMEOUT_SECONDS`: the state machine's approval wait (the template passes the
+    /// same parameter to both), each new workflow's default `approval_timeout_s`.
+    pub approval_timeout_s: u64,
 }
 
 /// What the workflow's stage function cannot run without.
@@ -92,6 +97,12 @@ impl Config {
             100,
             60_000,
         );
+        let approval_timeout_s = num(
+            "APPROVAL_TIMEOUT_SECONDS",
+            crate::workflow::DEFAULT_APPROVAL_TIMEOUT_S,
+            10,
+            365 * 86_400,
+        );
         let guard = match NetGuard::from_list(get("ALLOWED_NETWORKS").unwrap_or("")) {
             Ok(g) => g,
             Err(e) => {
@@ -138,6 +149,12 @@ impl Config {
                 None
             }
         };
+        let cors = Cors::new(list("CORS_ALLOWED_ORIGINS")).unwrap_or_else(|entry| {
+            problems.push(format!(
+                "CORS_ALLOWED_ORIGINS: {entry:?} is not an origin (scheme://host[:port], or *)"
+            ));
+            Cors::default()
+        });
         let api_base_url = get("API_BASE_URL").map(|u| u.trim_end_matches('/').to_string());
         if let Some(u) = &api_base_url {
             if !is_http_url(u) {
@@ -170,9 +187,10 @@ impl Config {
             collector_function_name: get("COLLECTOR_FUNCTION_NAME").map(String::from),
             state_machine_arn: get("STATE_MACHINE_ARN").map(String::from),
             approver_principals: list("APPROVER_PRINCIPALS"),
-            cors_allowed_origins: list("CORS_ALLOWED_ORIGINS"),
+            cors,
             orchestrator,
             api_base_url,
+            approval_timeout_s,
         })
     }
 
@@ -263,5 +281,34 @@ mod tests {
         assert!(err.to_string().contains("TABLE_NAME"));
         assert!(err.to_string().contains("SCRAPE_TIMEOUT_MS"));
         assert!(err.to_string().contains("ALLOWED_NETWORKS"));
+    }
+
+    #[test]
+    fn cors_origins_are_checked_and_normalized() {
+        let c = Config::from_map(&vars(&[
+            ("TABLE_NAME", "t"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://Console.example.com/, http://localhost:3000",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.cors,
+            Cors::new(["https://console.example.com", "http://localhost:3000"]).unwrap()
+        );
+        assert!(!Config::from_map(&vars(&[("TABLE_NAME", "t")]))
+            .unwrap()
+            .cors
+            .is_enabled());
+        let err = Config::from_map(&vars(&[
+            ("TABLE_NAME", "t"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://ok.example,console.example.com",
+            ),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("\"console.example.com\""), "{err}");
     }
 }

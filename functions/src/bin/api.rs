@@ -11,7 +11,7 @@ use perfagent::scrape::Scraper;
 use perfagent::sfn::StepFunctionsEngine;
 use perfagent::store::dynamo::DynamoStore;
 use perfagent::workflow::adapters::{ScrapeSampler, StoreDirectory, UnconfiguredOrchestrator};
-use perfagent::workflow::{Clock, Deps, Orchestrator, SystemClock};
+use perfagent::workflow::{Clock, Deps, Orchestrator, Params, SystemClock};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -83,6 +83,10 @@ async fn main() -> Result<(), lambda_http::Error> {
             config.state_machine_arn.clone(),
         )),
         approvers: config.approver_principals.clone(),
+        defaults: Params {
+            approval_timeout_s: config.approval_timeout_s,
+            ..Params::default()
+        },
     };
     let ctx = ApiContext {
         store,
@@ -96,6 +100,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         workflows,
     };
     let ctx = &ctx;
+    let cors = &config.cors;
     lambda_http::run(service_fn(move |req: Request| {
         let span = tracing::info_span!(
             "request",
@@ -105,7 +110,14 @@ async fn main() -> Result<(), lambda_http::Error> {
             method = %req.method(),
         );
         async move {
-            let resp = api::handle(ctx, to_api_request(&req)).await;
+            let resp = match cors.preflight(req.method(), req.headers()) {
+                Some(preflight) => preflight,
+                None => {
+                    let mut resp = api::handle(ctx, to_api_request(&req)).await;
+                    cors.apply(req.headers(), &mut resp);
+                    resp
+                }
+            };
             tracing::info!(status = resp.status().as_u16(), "handled");
             let (parts, body) = resp.into_parts();
             Ok::<_, std::convert::Infallible>(Response::from_parts(parts, Body::Text(body)))

@@ -7,12 +7,14 @@
 
 mod analysis_routes;
 pub mod body;
+pub mod cors;
 mod error;
 pub mod openapi;
 mod routes;
 pub mod telemetry;
 mod workflow_routes;
 
+pub use cors::Cors;
 pub use error::ApiError;
 pub use routes::{Route, ROUTES};
 pub use workflow_routes::{is_approver, WorkflowApi};
