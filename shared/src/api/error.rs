@@ -61,8 +61,14 @@ impl From<StoreError> for ApiError {
                 format!("{what} already exists"),
             ),
             StoreError::NotFound(what) => ApiError::not_found(what),
+            // The SDK's message names endpoints and internals: logged here, not sent to callers.
             StoreError::Unavailable(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", m)
+                tracing::error!(error = %m, "the store is unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store is unavailable; try again shortly",
+                )
             }
             StoreError::Corrupt(m) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_corrupt", m)
@@ -95,4 +101,19 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         )
         .with_details(json!({"line": e.line(), "column": e.column()}))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unavailable_store_is_a_503_that_does_not_show_the_sdks_internals() {
+        let e = ApiError::from(StoreError::Unavailable(
+            "dispatch failure: io error: Connection refused (http://127.0.0.1:4566/)".into(),
+        ));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "store_unavailable");
+        assert!(!e.message.contains("127.0.0.1"), "{}", e.message);
+    }
 }
