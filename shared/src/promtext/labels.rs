@@ -52,6 +52,10 @@ impl<'a> Labels<'a> {
     }
 }
 
+/// What the parser may have accepted as a blank between label tokens: spaces and tabs, and in
+/// lenient mode `\r` (never outside a value in text the other modes accepted).
+const BLANKS: [char; 3] = [' ', '\t', '\r'];
+
 /// Walks validated label text, yielding names and still-escaped values. Defensive: malformed
 /// text (impossible after validation) ends the walk instead of panicking.
 pub(crate) struct RawPairs<'a> {
@@ -62,14 +66,16 @@ impl<'a> Iterator for RawPairs<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let s = self.rest.trim_start_matches([' ', '\t', ',']);
+        let s = self
+            .rest
+            .trim_start_matches(|c: char| c == ',' || BLANKS.contains(&c));
         if s.is_empty() {
             self.rest = s;
             return None;
         }
         let (name, after) = s.split_once('=')?;
-        let name = name.trim_end_matches([' ', '\t']);
-        let after = after.trim_start_matches([' ', '\t']).strip_prefix('"')?;
+        let name = name.trim_end_matches(BLANKS);
+        let after = after.trim_start_matches(BLANKS).strip_prefix('"')?;
         let bytes = after.as_bytes();
         let mut i = 0;
         while let Some(&b) = bytes.get(i) {

@@ -20,9 +20,10 @@
 //!   SGLang): blank lines, leading whitespace, space or tab runs between tokens, `\r\n` line ends,
 //!   a missing final newline, counters without `_total`, `_sum` before `_bucket`, families with
 //!   HELP/TYPE and no samples, a family split or repeated (merged into its first [`Family`] entry,
-//!   samples kept in input order), OpenMetrics exemplars (checked and skipped), `# UNIT`, any
-//!   Prometheus or OpenMetrics type name in any case, unknown escapes kept literally, invalid
-//!   UTF-8 in HELP replaced by U+FFFD. `# EOF` ends the exposition; anything after it is ignored.
+//!   samples kept in input order), OpenMetrics exemplars (checked and skipped), `# UNIT` (a
+//!   malformed one, or one whose unit is not UTF-8, is a comment), any Prometheus or OpenMetrics
+//!   type name in any case, unknown escapes kept literally, invalid UTF-8 in HELP replaced by
+//!   U+FFFD. `# EOF` ends the exposition; anything after it is ignored.
 //!   It does no semantic checks (bucket order, duplicate label names, negative counters), which
 //!   keeps the hot path free of allocation. A second TYPE line naming a *different* type for the
 //!   same family is still an error: the samples would be ambiguous.

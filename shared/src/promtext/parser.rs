@@ -815,7 +815,7 @@ impl<'a> Parser<'a> {
         match keyword {
             b"HELP" => self.prom_help(family, pos, end)?,
             b"TYPE" => self.prom_type(family, pos)?,
-            _ => self.prom_unit(family, pos)?,
+            _ => self.prom_unit(family, pos),
         }
         Ok(Line::Next(end))
     }
@@ -893,9 +893,14 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn prom_unit(&mut self, family: usize, pos: usize) -> Result<(), ParseError> {
+    /// A lenient-mode UNIT line (Prometheus text has none).
+    fn prom_unit(&mut self, family: usize, pos: usize) {
         let end = self.token_end(pos);
-        let unit = self.str_at(pos, end)?;
+        // A unit that is not text is a comment, like a malformed UNIT line: Prometheus text, where
+        // comments may hold any bytes, reads both as comments.
+        let Ok(unit) = self.str_at(pos, end) else {
+            return;
+        };
         let state = self.states.get(family).copied().unwrap_or_default();
         if !state.unit {
             if let Some(f) = self.families.get_mut(family) {
@@ -905,7 +910,6 @@ impl<'a> Parser<'a> {
                 s.unit = true;
             }
         }
-        Ok(())
     }
 
     /// A `#` line in strict OpenMetrics: exactly `# EOF`, or `# HELP|TYPE|UNIT name text` with
