@@ -77,6 +77,24 @@ fn a_unit_that_is_not_utf8_is_a_comment_in_lenient_mode() {
     assert_eq!(exp.family("metric").and_then(|f| f.unit), Some("seconds"));
 }
 
+/// parse_strict, as found. Lenient mode takes `\r` for a blank, so it read `TYPE` as a keyword
+/// and rejected the unknown type `count)r`; strict Prometheus, where `\r` is no blank, reads the
+/// keyword `TYPE\r` and the line as a comment. A metadata keyword now ends at a space or tab.
+#[test]
+fn a_carriage_return_after_a_metadata_keyword_makes_a_comment_in_lenient_mode() {
+    let input = b"#\tTYPE\r c count)r\n";
+    for mode in [Mode::Strict(Format::Prometheus), Mode::Lenient] {
+        let exp = parse(input, mode).unwrap_or_else(|e| panic!("{mode:?} rejects: {e}"));
+        assert!(exp.families.is_empty(), "{mode:?}: {:?}", exp.families);
+    }
+    // A keyword before a space or tab is still metadata, and `\r\n` line ends still work.
+    let exp = parse(b"# TYPE c counter\r\nc_total 1\r\n", Mode::Lenient).unwrap_or_default();
+    assert_eq!(
+        exp.family("c").map(|f| (f.kind, f.samples.len())),
+        Some((perfagent::promtext::MetricType::Counter, 1))
+    );
+}
+
 fn assert_same_through_json(snapshot: &Snapshot) {
     let json = serde_json::to_string(snapshot).unwrap_or_default();
     let back: Option<Snapshot> = serde_json::from_str(&json).ok();
