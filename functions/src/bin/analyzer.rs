@@ -3,6 +3,7 @@
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use perfagent::analyzer;
+use perfagent::api::telemetry;
 use perfagent::config::Config;
 use perfagent::store::dynamo::DynamoStore;
 use perfagent::store::StoreError;
@@ -49,6 +50,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 slo_alerts_firing = report.slo_alerts_firing,
                 "analysis stored"
             );
+            // The run's findings as CloudWatch metrics (EMF), for the dashboards.
+            println!("{}", telemetry::emf_analysis(&report));
             Ok::<_, Diagnostic>(serde_json::json!(report))
         }
         .instrument(span)

@@ -2,6 +2,7 @@
 //! out to other invocations); a shard event is collected directly.
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use perfagent::api::telemetry;
 use perfagent::config::Config;
 use perfagent::dispatch::{Collector, CollectorEvent, DispatchError, PassSummary};
 use perfagent::lambda_invoke::LambdaShardInvoker;
@@ -55,16 +56,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             let passes = collector.run(event.payload).await.map_err(diagnostic)?;
             for p in &passes {
                 match p {
-                    PassSummary::Inline(r) => info!(
-                        slot_ms = r.slot_ms,
-                        instances = r.instances,
-                        collected = r.collected,
-                        partial = r.partial,
-                        failed = r.failed,
-                        skipped = r.skipped,
-                        duration_ms = r.duration_ms,
-                        "pass collected"
-                    ),
+                    PassSummary::Inline(r) => {
+                        info!(
+                            slot_ms = r.slot_ms,
+                            instances = r.instances,
+                            collected = r.collected,
+                            partial = r.partial,
+                            failed = r.failed,
+                            skipped = r.skipped,
+                            duration_ms = r.duration_ms,
+                            "pass collected"
+                        );
+                        // The pass's counts as CloudWatch metrics (EMF), for the dashboards.
+                        println!(
+                            "{}",
+                            telemetry::emf_collection_pass(r, perfagent::clock::now_ms())
+                        );
+                    }
                     PassSummary::Dispatched {
                         slot_ms,
                         instances,

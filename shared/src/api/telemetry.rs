@@ -1,12 +1,20 @@
 //! The agent's own metrics, named as the seed names them: `performance_agent_requests_total`,
 //! `performance_agent_request_duration_seconds`, `performance_agent_errors_total`,
-//! `performance_agent_workflows_active`.
+//! `performance_agent_workflows_active`; and the fleet's signals, written by the collector after
+//! each pass and by the analyzer after each run.
 //!
 //! Each request is written as one CloudWatch Embedded Metric Format line (CloudWatch aggregates
 //! those across every Lambda instance: the fleet-wide numbers), and counted in this process's
 //! registry, served as Prometheus text at `/api/v1/metrics` (one instance's view, for scrapers that
 //! want it; on Lambda, prefer the EMF metrics).
+//!
+//! [`EMF_GROUPS`] declares every EMF metric with its unit and dimensions; the lines are built from
+//! it, and the dashboards (`infra/grafana-dashboard.json`, the template's `Dashboard`) are checked
+//! against it by `shared/tests/dashboards.rs`.
 
+use crate::analyzer::AnalyzerReport;
+use crate::collect::PassReport;
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +26,97 @@ pub const DURATION_BUCKETS_S: [f64; 12] = [
 
 /// The CloudWatch namespace of the EMF metrics (the template's dashboard reads it).
 pub const EMF_NAMESPACE: &str = "PerformanceAgent";
+
+pub const REQUESTS_TOTAL: &str = "performance_agent_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "performance_agent_request_duration_seconds";
+pub const ERRORS_TOTAL: &str = "performance_agent_errors_total";
+pub const WORKFLOWS_ACTIVE: &str = "performance_agent_workflows_active";
+
+/// Metrics written together in one EMF line, all declared with the same dimensions.
+#[derive(Debug)]
+pub struct EmfGroup {
+    /// The dimension names of every metric of the group (none: the metric has no dimension).
+    pub dimensions: &'static [&'static str],
+    /// Each metric's name and CloudWatch unit.
+    pub metrics: &'static [(&'static str, &'static str)],
+}
+
+/// One line per API request (the line also carries the answer's `Status`, not a dimension).
+pub const REQUEST_METRICS: EmfGroup = EmfGroup {
+    dimensions: &["Route", "Method"],
+    metrics: &[
+        (REQUESTS_TOTAL, "Count"),
+        (REQUEST_DURATION_SECONDS, "Seconds"),
+        (ERRORS_TOTAL, "Count"),
+    ],
+};
+
+/// One line each time the API counts the workflows that have not ended (`GET /api/v1/metrics`).
+pub const WORKFLOW_METRICS: EmfGroup = EmfGroup {
+    dimensions: &[],
+    metrics: &[(WORKFLOWS_ACTIVE, "Count")],
+};
+
+/// One line per collection pass run in an invocation (a scheduled pass, or one shard of it).
+pub const COLLECTION_METRICS: EmfGroup = EmfGroup {
+    dimensions: &[],
+    metrics: &[
+        ("performance_agent_collection_instances", "Count"),
+        ("performance_agent_collection_collected", "Count"),
+        ("performance_agent_collection_partial", "Count"),
+        ("performance_agent_collection_failed", "Count"),
+        ("performance_agent_collection_skipped", "Count"),
+        ("performance_agent_collection_duration_seconds", "Seconds"),
+    ],
+};
+
+/// One line per analyzer run: what the latest analysis of the whole fleet found.
+pub const ANALYSIS_METRICS: EmfGroup = EmfGroup {
+    dimensions: &[],
+    metrics: &[
+        ("performance_agent_analysis_instances", "Count"),
+        ("performance_agent_analysis_groups", "Count"),
+        ("performance_agent_bottlenecks", "Count"),
+        ("performance_agent_recommendations", "Count"),
+        ("performance_agent_slo_alerts_firing", "Count"),
+    ],
+};
+
+/// Every metric the agent writes as EMF, in the namespace [`EMF_NAMESPACE`].
+pub const EMF_GROUPS: [&EmfGroup; 4] = [
+    &REQUEST_METRICS,
+    &WORKFLOW_METRICS,
+    &COLLECTION_METRICS,
+    &ANALYSIS_METRICS,
+];
+
+impl EmfGroup {
+    /// One EMF line: `values` are the metrics' values in the group's order; `fields` hold the
+    /// dimensions' values and any other property.
+    fn line(&self, now_ms: i64, values: &[Value], mut fields: Map<String, Value>) -> String {
+        debug_assert_eq!(values.len(), self.metrics.len());
+        let metrics: Vec<Value> = self
+            .metrics
+            .iter()
+            .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+            .collect();
+        fields.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": now_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": EMF_NAMESPACE,
+                    "Dimensions": [self.dimensions],
+                    "Metrics": metrics,
+                }]
+            }),
+        );
+        for ((name, _), value) in self.metrics.iter().zip(values) {
+            fields.insert((*name).to_string(), value.clone());
+        }
+        Value::Object(fields).to_string()
+    }
+}
 
 #[derive(Default)]
 struct Registry {
@@ -89,43 +188,51 @@ pub fn emf_line(
     seconds: f64,
     now_ms: i64,
 ) -> String {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": EMF_NAMESPACE,
-                "Dimensions": [["Route", "Method"]],
-                "Metrics": [
-                    {"Name": "performance_agent_requests_total", "Unit": "Count"},
-                    {"Name": "performance_agent_request_duration_seconds", "Unit": "Seconds"},
-                    {"Name": "performance_agent_errors_total", "Unit": "Count"}
-                ]
-            }]
-        },
-        "Route": route,
-        "Method": method,
-        "Status": status,
-        "performance_agent_requests_total": 1,
-        "performance_agent_request_duration_seconds": seconds,
-        "performance_agent_errors_total": u8::from(is_error),
-    })
-    .to_string()
+    let mut fields = Map::new();
+    fields.insert("Route".into(), route.into());
+    fields.insert("Method".into(), method.into());
+    fields.insert("Status".into(), status.into());
+    REQUEST_METRICS.line(
+        now_ms,
+        &[json!(1), json!(seconds), json!(u8::from(is_error))],
+        fields,
+    )
 }
 
 /// An EMF line for the active-workflow gauge.
 pub fn emf_workflows_active(active: usize, now_ms: i64) -> String {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": EMF_NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [{"Name": "performance_agent_workflows_active", "Unit": "Count"}]
-            }]
-        },
-        "performance_agent_workflows_active": active,
-    })
-    .to_string()
+    WORKFLOW_METRICS.line(now_ms, &[json!(active)], Map::new())
+}
+
+/// An EMF line for one collection pass.
+pub fn emf_collection_pass(r: &PassReport, now_ms: i64) -> String {
+    COLLECTION_METRICS.line(
+        now_ms,
+        &[
+            json!(r.instances),
+            json!(r.collected),
+            json!(r.partial),
+            json!(r.failed),
+            json!(r.skipped),
+            json!(r.duration_ms as f64 / 1000.0),
+        ],
+        Map::new(),
+    )
+}
+
+/// An EMF line for one analyzer run, stamped with the run's time.
+pub fn emf_analysis(r: &AnalyzerReport) -> String {
+    ANALYSIS_METRICS.line(
+        r.analyzed_at_ms,
+        &[
+            json!(r.instances),
+            json!(r.groups),
+            json!(r.bottlenecks),
+            json!(r.recommendations),
+            json!(r.slo_alerts_firing),
+        ],
+        Map::new(),
+    )
 }
 
 fn escape(v: &str) -> String {
@@ -140,59 +247,65 @@ pub fn prometheus_text(workflows_active: Option<usize>) -> String {
     let empty = Registry::default();
     let r = g.as_ref().unwrap_or(&empty);
     let mut out = String::with_capacity(2048);
-    let _ = writeln!(out, "# HELP performance_agent_requests_total HTTP requests handled, by route, method and status.");
-    let _ = writeln!(out, "# TYPE performance_agent_requests_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP {REQUESTS_TOTAL} HTTP requests handled, by route, method and status."
+    );
+    let _ = writeln!(out, "# TYPE {REQUESTS_TOTAL} counter");
     for ((route, method, status), n) in &r.requests {
         let _ = writeln!(
             out,
-            "performance_agent_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+            "{REQUESTS_TOTAL}{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
             escape(route),
             escape(method)
         );
     }
     let _ = writeln!(
         out,
-        "# HELP performance_agent_request_duration_seconds Time to handle a request."
+        "# HELP {REQUEST_DURATION_SECONDS} Time to handle a request."
     );
-    let _ = writeln!(
-        out,
-        "# TYPE performance_agent_request_duration_seconds histogram"
-    );
+    let _ = writeln!(out, "# TYPE {REQUEST_DURATION_SECONDS} histogram");
     for (route, (buckets, count, sum)) in &r.durations {
         let route = escape(route);
         for (le, n) in DURATION_BUCKETS_S.iter().zip(buckets) {
             let _ = writeln!(
                 out,
-                "performance_agent_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {n}"
+                "{REQUEST_DURATION_SECONDS}_bucket{{route=\"{route}\",le=\"{le}\"}} {n}"
             );
         }
         let _ = writeln!(
             out,
-            "performance_agent_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            "{REQUEST_DURATION_SECONDS}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
         );
         let _ = writeln!(
             out,
-            "performance_agent_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            "{REQUEST_DURATION_SECONDS}_sum{{route=\"{route}\"}} {sum}"
         );
         let _ = writeln!(
             out,
-            "performance_agent_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            "{REQUEST_DURATION_SECONDS}_count{{route=\"{route}\"}} {count}"
         );
     }
-    let _ = writeln!(out, "# HELP performance_agent_errors_total Requests answered with an error, by route and error code.");
-    let _ = writeln!(out, "# TYPE performance_agent_errors_total counter");
+    let _ = writeln!(
+        out,
+        "# HELP {ERRORS_TOTAL} Requests answered with an error, by route and error code."
+    );
+    let _ = writeln!(out, "# TYPE {ERRORS_TOTAL} counter");
     for ((route, code), n) in &r.errors {
         let _ = writeln!(
             out,
-            "performance_agent_errors_total{{route=\"{}\",code=\"{}\"}} {n}",
+            "{ERRORS_TOTAL}{{route=\"{}\",code=\"{}\"}} {n}",
             escape(route),
             escape(code)
         );
     }
     if let Some(active) = workflows_active {
-        let _ = writeln!(out, "# HELP performance_agent_workflows_active Optimization workflows not yet in a final state.");
-        let _ = writeln!(out, "# TYPE performance_agent_workflows_active gauge");
-        let _ = writeln!(out, "performance_agent_workflows_active {active}");
+        let _ = writeln!(
+            out,
+            "# HELP {WORKFLOWS_ACTIVE} Optimization workflows not yet in a final state."
+        );
+        let _ = writeln!(out, "# TYPE {WORKFLOWS_ACTIVE} gauge");
+        let _ = writeln!(out, "{WORKFLOWS_ACTIVE} {active}");
     }
     out
 }
@@ -234,12 +347,81 @@ mod tests {
 
     #[test]
     fn an_emf_line_names_its_metrics() {
-        let v: serde_json::Value =
+        let v: Value =
             serde_json::from_str(&emf_line("/api/v1/health", "GET", 200, false, 0.001, 5)).unwrap();
         assert_eq!(
             v["_aws"]["CloudWatchMetrics"][0]["Namespace"],
             EMF_NAMESPACE
         );
         assert_eq!(v["performance_agent_requests_total"], 1);
+        assert_eq!(v["Status"], 200);
+    }
+
+    /// Each line declares exactly its group's metrics and dimensions, and carries a number for
+    /// every metric and a string for every dimension.
+    fn assert_line_fits(line: &str, group: &EmfGroup, now_ms: i64) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let decl = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(v["_aws"]["Timestamp"], now_ms);
+        assert_eq!(decl["Namespace"], EMF_NAMESPACE);
+        assert_eq!(decl["Dimensions"], json!([group.dimensions]));
+        let declared: Vec<(&str, &str)> = decl["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["Name"].as_str().unwrap(), m["Unit"].as_str().unwrap()))
+            .collect();
+        assert_eq!(declared, group.metrics);
+        for (name, _) in group.metrics {
+            assert!(v[name].is_number(), "{name} in {line}");
+        }
+        for d in group.dimensions {
+            assert!(v[d].is_string(), "{d} in {line}");
+        }
+    }
+
+    #[test]
+    fn every_emf_line_fits_its_declared_group() {
+        assert_line_fits(
+            &emf_line("/api/v1/workflows", "POST", 409, true, 0.01, 7),
+            &REQUEST_METRICS,
+            7,
+        );
+        assert_line_fits(&emf_workflows_active(3, 8), &WORKFLOW_METRICS, 8);
+        let pass = PassReport {
+            slot_ms: 9,
+            instances: 5,
+            collected: 2,
+            partial: 1,
+            failed: 1,
+            skipped: 1,
+            duration_ms: 1500,
+            details: Vec::new(),
+        };
+        let line = emf_collection_pass(&pass, 9);
+        assert_line_fits(&line, &COLLECTION_METRICS, 9);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["performance_agent_collection_duration_seconds"], 1.5);
+        assert_eq!(v["performance_agent_collection_failed"], 1);
+        let run = AnalyzerReport {
+            analyzed_at_ms: 10,
+            instances: 12,
+            groups: 2,
+            bottlenecks: 7,
+            recommendations: 3,
+            slo_alerts_firing: 1,
+        };
+        let line = emf_analysis(&run);
+        assert_line_fits(&line, &ANALYSIS_METRICS, 10);
+        assert_eq!(
+            serde_json::from_str::<Value>(&line).unwrap()["performance_agent_bottlenecks"],
+            7
+        );
+        let names: Vec<&str> = EMF_GROUPS
+            .iter()
+            .flat_map(|g| g.metrics.iter().map(|(n, _)| *n))
+            .collect();
+        let unique: std::collections::BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a metric is declared twice");
     }
 }
