@@ -293,6 +293,66 @@ fn snapshot_sk(slot_ms: i64) -> String {
     format!("SNAP#{:015}", slot_ms.clamp(0, SLOT_MAX_MS))
 }
 
+/// The item a snapshot is stored as (`docs/data-model.md`), with the bucket layouts its blob
+/// references (stored apart, once each).
+pub fn snapshot_item(snap: &StoredSnapshot) -> (HashMap<String, AttributeValue>, Vec<Layout>) {
+    let (blob, layouts) = codec::encode(&snap.models);
+    let mut item = key(&instance_pk(&snap.instance_id), &snapshot_sk(snap.slot_ms));
+    item.insert(
+        "t".into(),
+        AttributeValue::N(snap.scraped_at_ms.to_string()),
+    );
+    item.insert("e".into(), AttributeValue::S(snap.engine.as_str().into()));
+    item.insert("g".into(), AttributeValue::S(snap.generation.clone()));
+    item.insert("d".into(), AttributeValue::B(Blob::new(blob)));
+    item.insert(
+        "expires_at".into(),
+        AttributeValue::N(snap.expires_at.to_string()),
+    );
+    if let Some(p) = &snap.partial {
+        item.insert("p".into(), AttributeValue::S(p.clone()));
+    }
+    (item, layouts)
+}
+
+/// An item's size as DynamoDB bills it (write units are per started KB): the UTF-8 length of every
+/// attribute name plus its value's size — strings by UTF-8 length, binaries by length, numbers
+/// by one byte per two significant digits plus one, containers with their 3 bytes of overhead
+/// and a byte per element. (AWS documents the rule; the number case is its approximation.)
+pub fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(name, v)| name.len() + value_size(v))
+        .sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::N(n) => number_size(n),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| number_size(n)).sum(),
+        AttributeValue::L(v) => 3 + v.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        AttributeValue::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
+/// Significant digits (leading and trailing zeros trimmed) / 2, rounded up, plus one.
+fn number_size(n: &str) -> usize {
+    let mantissa = n.split(['e', 'E']).next().unwrap_or("");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+    significant.max(1).div_ceil(2) + 1
+}
+
 fn key(pk: &str, sk: &str) -> Item {
     HashMap::from([
         ("pk".to_string(), AttributeValue::S(pk.to_string())),
@@ -507,23 +567,8 @@ impl SnapshotStore for DynamoStore {
         let mut requests = Vec::with_capacity(snapshots.len());
         let mut layouts = Vec::new();
         for snap in snapshots {
-            let (blob, used) = codec::encode(&snap.models);
+            let (item, used) = snapshot_item(snap);
             layouts.extend(used);
-            let mut item = key(&instance_pk(&snap.instance_id), &snapshot_sk(snap.slot_ms));
-            item.insert(
-                "t".into(),
-                AttributeValue::N(snap.scraped_at_ms.to_string()),
-            );
-            item.insert("e".into(), AttributeValue::S(snap.engine.as_str().into()));
-            item.insert("g".into(), AttributeValue::S(snap.generation.clone()));
-            item.insert("d".into(), AttributeValue::B(Blob::new(blob)));
-            item.insert(
-                "expires_at".into(),
-                AttributeValue::N(snap.expires_at.to_string()),
-            );
-            if let Some(p) = &snap.partial {
-                item.insert("p".into(), AttributeValue::S(p.clone()));
-            }
             requests.push(put(item)?);
         }
         // Layouts first: a reader that sees a snapshot must be able to decode it.
@@ -785,5 +830,24 @@ impl AnalysisStore for DynamoStore {
             Err(e) if is_conditional_failure(&e) => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_sizes_follow_dynamodbs_rules() {
+        assert_eq!(number_size("0"), 2);
+        assert_eq!(number_size("1795822830"), 6);
+        assert_eq!(number_size("1795822830000"), 6);
+        assert_eq!(number_size("-12.50"), 3);
+        let item = HashMap::from([
+            ("pk".to_string(), AttributeValue::S("INST#a".into())),
+            ("d".to_string(), AttributeValue::B(Blob::new(vec![0u8; 10]))),
+            ("t".to_string(), AttributeValue::N("123".into())),
+        ]);
+        assert_eq!(item_size(&item), (2 + 6) + (1 + 10) + (1 + 3));
     }
 }
