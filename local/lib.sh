@@ -50,21 +50,32 @@ ensure_venv() {
   bash "$PERFAGENT_ROOT/local/venv.sh"
 }
 
-# SAM CLI lives in its own virtualenv (.venv-sam): its pins conflict with MiniStack's.
-SAM_VENV="$PERFAGENT_ROOT/.venv-sam"
-ensure_sam_venv() {
-  local req="$PERFAGENT_ROOT/local/requirements-sam.txt" lock="$PERFAGENT_ROOT/local/requirements-sam.lock"
-  local stamp="$SAM_VENV/.requirements.sha256" want
+# ensure_tool_venv DIR NAME SECONDS: a tool whose pins conflict with MiniStack's gets its own
+# virtualenv ./.venv-NAME, made from local/requirements-NAME.txt with every transitive version pinned
+# by local/requirements-NAME.lock (regenerate it with `DIR/bin/pip freeze`); re-made only when
+# either file changes. SECONDS is what the first install takes, for the message.
+ensure_tool_venv() {
+  local dir=$1 name=$2 seconds=$3
+  local req="$PERFAGENT_ROOT/local/requirements-$name.txt" lock="$PERFAGENT_ROOT/local/requirements-$name.lock"
+  local stamp="$dir/.requirements.sha256" want
   want=$(cat "$req" "$lock" | sha256sum | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
   require_cmd python3 "install CPython 3.10+ (Debian: apt-get install python3 python3-venv)"
-  log "installing the pinned AWS SAM CLI into .venv-sam (first time only, ~50 s)"
-  python3 -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$lock"
+  log "installing the pinned $name tools into ${dir#"$PERFAGENT_ROOT/"} (first time only, ~$seconds s)"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$req" -c "$lock"
   echo "$want" >"$stamp"
 }
+
+# SAM CLI lives in its own virtualenv (.venv-sam): its pins conflict with MiniStack's.
+SAM_VENV="$PERFAGENT_ROOT/.venv-sam"
+ensure_sam_venv() { ensure_tool_venv "$SAM_VENV" sam 50; }
+
+# checkov too (.venv-checkov): it pins boto3==1.35.49, networkx<2.7 and packaging<24.
+CHECKOV_VENV="$PERFAGENT_ROOT/.venv-checkov"
+ensure_checkov_venv() { ensure_tool_venv "$CHECKOV_VENV" checkov 65; }
 
 # Every AWS call of these scripts goes to the emulator with the fixed test identity (the emulator's
 # root), whatever the caller's shell holds: a real profile must never be used by accident.
