@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -13,15 +14,29 @@ static WARM: AtomicBool = AtomicBool::new(false);
 /// JSON logs, one object a line, with the fields of every span the event sits in (request id,
 /// service, cold start, ...) flattened into the line next to the level, the message and the
 /// event's own fields, as Powertools does, so CloudWatch Logs Insights filters on `request_id`
-/// rather than on a nested object. `functions/tests/api_function.rs` reads them back.
+/// rather than on a nested object. `functions/tests/api_function.rs` reads them back, and proves
+/// that no secret or token reaches them (`log_filter`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOG_LEVEL")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .fmt_fields(JsonFields::new())
         .event_format(FlatJson)
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(std::env::var("LOG_LEVEL").ok().as_deref()))
         .init();
+}
+
+/// `LOG_LEVEL` (`error` … `trace`, default `info`) for the agent's own code; every dependency at
+/// `debug` at most. At `trace`, dependencies log what must never reach a log: the Lambda runtime
+/// each raw event (a workflow stage's task token; an API request's headers, the caller's session
+/// token among them), the AWS SDK each request and response (task tokens sent to Step Functions,
+/// workflow items read from the table). The agent itself logs nothing below `debug`.
+pub fn log_filter(level: Option<&str>) -> EnvFilter {
+    let level = level
+        .and_then(|l| l.trim().parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let dependencies = level.min(LevelFilter::DEBUG);
+    EnvFilter::new(format!(
+        "{dependencies},perfagent={level},perfagent_functions={level}"
+    ))
 }
 
 /// The line format of `init_logging`: span fields from the outermost span in, then the event's

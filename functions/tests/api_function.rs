@@ -424,3 +424,60 @@ async fn without_allowed_origins_there_is_no_cors() {
     assert_eq!(access_control_headers(get), Vec::<String>::new());
     assert_eq!(header(get, "vary"), None);
 }
+
+#[tokio::test]
+async fn no_secret_or_token_reaches_the_logs_even_at_trace() {
+    // Markers the function holds or receives: its own credentials and the orchestrator's secret
+    // (environment), the caller's session token and signature (request headers).
+    const ACCESS_KEY: &str = "AKIDMARKERACCESSKEY0";
+    const SECRET_KEY: &str = "marker-aws-secret-access-key";
+    const SESSION: &str = "marker-function-session-token";
+    const ORCHESTRATOR_SECRET: &str = "marker-orchestrator-hmac-secret";
+    const CALLER_TOKEN: &str = "marker-caller-security-token";
+    const SIGNATURE: &str = "markercallersignature0123456789abcdef";
+    let orchestrator = format!("http://127.0.0.1:{}", closed_port());
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=AKIDCALLER/20250101/us-east-1/execute-api/aws4_request, \
+         SignedHeaders=host;x-amz-date;x-amz-security-token, Signature={SIGNATURE}"
+    );
+    let headers = [
+        ("authorization", authorization.as_str()),
+        ("x-amz-date", "20250101T000000Z"),
+        ("x-amz-security-token", CALLER_TOKEN),
+    ];
+    let run = run_api(
+        &[
+            ("LOG_LEVEL", "trace"),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION),
+            ("ORCHESTRATOR_URL", orchestrator.as_str()),
+            ("ORCHESTRATOR_SECRET", ORCHESTRATOR_SECRET),
+        ],
+        vec![
+            event("GET", "/api/v1/health", &headers),
+            // Calls the store (refused): the SDK signs with the function's credentials and fails.
+            event("GET", "/api/v1/instances", &headers),
+        ],
+    )
+    .await;
+    assert_eq!(status(&run.answers[0].1), 200, "{:?}", run.answers[0]);
+    assert!(status(&run.answers[1].1) >= 500, "{:?}", run.answers[1]);
+    let output = format!("{}\n{}", run.stdout.join("\n"), run.stderr);
+    assert!(
+        run.stdout.iter().any(|l| l.contains("\"handled\"")),
+        "the function logged: {output}"
+    );
+    for secret in [
+        SECRET_KEY,
+        SESSION,
+        ORCHESTRATOR_SECRET,
+        CALLER_TOKEN,
+        SIGNATURE,
+    ] {
+        assert!(
+            !output.contains(secret),
+            "{secret} reached the logs at LOG_LEVEL=trace:\n{output}"
+        );
+    }
+}
