@@ -97,10 +97,12 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = last_refusal
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "no address".to_string());
-                return Err(format!("{host}: {why}").into());
+                // The refusal itself, so `classify` finds it: a scrape the guard refuses is
+                // `rejected` (permanent), not a connection failure to retry.
+                return Err(match last_refusal {
+                    Some(why) => Box::new(why) as Box<dyn std::error::Error + Send + Sync>,
+                    None => format!("{host}: no address").into(),
+                });
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
