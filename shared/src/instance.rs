@@ -128,6 +128,7 @@ pub struct Instance {
 #[serde(deny_unknown_fields)]
 pub struct NewInstance {
     /// 1 to 64 characters from a-z, 0-9, '.', '_', '-', starting with a letter or digit.
+    #[schema(value_type = Id)]
     pub id: String,
     /// `vllm`, `tgi` or `sglang` (any case).
     pub engine: String,
@@ -137,7 +138,7 @@ pub struct NewInstance {
     pub model: Option<String>,
     /// The deployment group (an id like `id`).
     #[serde(default = "default_group")]
-    #[schema(default = "default")]
+    #[schema(value_type = Id, default = "default")]
     pub group: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

@@ -118,6 +118,7 @@ pub struct InstanceWindows {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectRequest {
+    #[schema(value_type = Id)]
     pub instance_id: String,
 }
 
@@ -138,6 +139,7 @@ pub struct Collected {
 #[serde(deny_unknown_fields)]
 pub struct AnalyzeRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Id>)]
     pub instance_id: Option<String>,
     /// With `instance_id`: the window, 1 to 1440 minutes (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +262,7 @@ pub struct GroupConfigView {
 #[serde(deny_unknown_fields)]
 pub struct StartWorkflow {
     /// A group recommendation's id (`GET /api/v1/recommendations`); its group is the workflow's.
+    #[schema(min_length = 1, max_length = 200)]
     pub recommendation_id: String,
     /// Approve and plan only: no instance is ever changed.
     #[serde(default)]
