@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/perfagent-target
 
-.PHONY: demo test unit lint infra-check e2e bench up down fmt
+.PHONY: demo test unit lint infra-check e2e bench fuzz up down fmt
 
 demo: ## The local stack and the full demo loop
 	bash local/demo.sh
@@ -20,6 +20,9 @@ lint:
 
 bench: ## Benchmarks that print RESULT lines with ratios measured in the same run
 	bash local/bench.sh
+
+fuzz: ## Fuzz the parser and the engine adapters, 10 M executions per target (FUZZ_RUNS, FUZZ_SECONDS)
+	bash local/fuzz.sh
 
 up: ## Start the emulator and deploy infra/template.yaml into it
 	bash local/up.sh
