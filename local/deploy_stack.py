@@ -257,10 +257,11 @@ def ensure_approver(iam, arn: str, api_id: str, region: str, account: str) -> di
     simulated orchestrator signs its decisions with it, as a real approver's tooling would."""
     name = arn.rsplit("/", 1)[-1]
     try:
-        iam.get_user(UserName=name)
-    except ClientError:
         iam.create_user(UserName=name)
         log(f"created IAM user {name} (the approver)")
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
+            raise
     policy = {
         "Version": "2012-10-17",
         "Statement": [
@@ -276,6 +277,11 @@ def ensure_approver(iam, arn: str, api_id: str, region: str, account: str) -> di
         iam.delete_access_key(UserName=name, AccessKeyId=key["AccessKeyId"])
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return {"APPROVER_ACCESS_KEY_ID": key["AccessKeyId"], "APPROVER_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+
+def stack_parameter(cfn, stack: str, key: str) -> str | None:
+    params = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
+    return next((p.get("ParameterValue") for p in params if p["ParameterKey"] == key), None)
 
 
 def template_declares(template: dict, parameter: str) -> bool:
@@ -410,6 +416,10 @@ def main() -> int:
             parameters["ApiBaseUrl"] = api_base_url(endpoint, api_id)
             log(f"setting ApiBaseUrl={parameters['ApiBaseUrl']}")
             changed = deploy(cfn, args.stack, template_url, parameters) or changed
+        if "ApiBaseUrl" in parameters:
+            deployed = stack_parameter(cfn, args.stack, "ApiBaseUrl")
+            if deployed != parameters["ApiBaseUrl"]:
+                raise DeployError(f"ApiBaseUrl is {deployed!r} after the deploy, not {parameters['ApiBaseUrl']!r}")
         verb = "deployed" if changed else "unchanged, checked"
         log(f"stack {verb} in {time.monotonic() - started:.1f} s")
 

@@ -48,8 +48,10 @@ start_ministack() {
     setsid "$PERFAGENT_ROOT/.venv/bin/ministack" >>"$LOCAL_LOGS/ministack.log" 2>&1 </dev/null &
   echo $! >"$EMULATOR_PID_FILE"
   for _ in $(seq 1 300); do
-    if emulator_healthy; then
-      return 0
+    # Healthy only if ours answers: another emulator on the port would answer too.
+    if kill -0 "$(cat "$EMULATOR_PID_FILE")" 2>/dev/null && emulator_healthy; then
+      sleep 0.2
+      kill -0 "$(cat "$EMULATOR_PID_FILE")" 2>/dev/null && return 0
     fi
     if ! kill -0 "$(cat "$EMULATOR_PID_FILE")" 2>/dev/null; then
       rm -f "$EMULATOR_PID_FILE"

@@ -12,6 +12,15 @@ use perfagent_e2e::{now_ms, rfc3339, Sim, Stack};
 use serde_json::{json, Value};
 use std::time::Duration;
 
+/// An instance's outcome in a pass report (`collected`, `failed`, `skipped`, ...).
+fn outcome<'a>(report: &'a Value, id: &str) -> &'a str {
+    report["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|x| x["id"] == id))
+        .and_then(|x| x["outcome"].as_str())
+        .unwrap_or("")
+}
+
 fn inline_report(out: &Value, pass: usize) -> &Value {
     let p = &out["passes"][pass];
     assert_eq!(p["mode"], "inline", "{out}");
@@ -292,4 +301,78 @@ async fn the_api_refuses_unsigned_requests_and_bad_input_with_clear_errors() -> 
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["code"], "invalid_json");
     Ok(())
+}
+
+#[tokio::test]
+async fn a_flapping_instance_opens_its_breaker_and_closes_it_again_and_loses_no_snapshot(
+) -> Result<()> {
+    let stack = Stack::connect().await?;
+    let sim = Sim::start().await?;
+    stack.clear_registry().await?;
+    stack.register_fleet(&sim).await?;
+    let (id, ..) = sim.instances().into_iter().next().expect("a fleet");
+    // Nine good scrapes, then nine failing ones (a pass tries three times: 3 failed passes).
+    sim.set_fault(&id, r#"{"fault":"flap","flap_every":9}"#)?;
+    let breaker = || async {
+        let (_, inst) = stack
+            .api
+            .call(Method::GET, &format!("/api/v1/instances/{id}"), None)
+            .await?;
+        anyhow::Ok(
+            inst["health"]["breaker"]["state"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        )
+    };
+    // Slots three days back, which no other test writes: the count below is this test's own.
+    let start = now_ms() - 3 * 86_400_000;
+    let mut collected = 0;
+    let mut states = Vec::new();
+    for i in 0..14 {
+        let out = stack
+            .invoke_collector(&json!({"time": rfc3339(start + i * 30_000), "passes": 1}))
+            .await?;
+        let report = inline_report(&out, 0);
+        if outcome(report, &id) == "collected" {
+            collected += 1;
+        }
+        states.push(breaker().await?);
+    }
+    assert!(states.iter().any(|s| s == "OPEN"), "{states:?}");
+    assert_eq!(
+        states.last().map(String::as_str),
+        Some("OPEN"),
+        "{states:?}"
+    );
+    // After the cool-down (60 s) the breaker lets a probe through; the instance answers again.
+    tokio::time::sleep(Duration::from_secs(62)).await;
+    let out = stack
+        .invoke_collector(&json!({"time": rfc3339(start + 14 * 30_000), "passes": 1}))
+        .await?;
+    let report = inline_report(&out, 0);
+    assert_eq!(outcome(report, &id), "collected", "the probe failed: {out}");
+    collected += 1;
+    assert_eq!(breaker().await?, "CLOSED");
+
+    // Every pass that collected the instance stored its snapshot.
+    let stored = stack
+        .dynamodb
+        .query()
+        .table_name(stack.var("TABLE_NAME"))
+        .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("INST#{id}")))
+        .expression_attribute_values(
+            ":from",
+            AttributeValue::S(format!("SNAP#{:015}", start - 30_000)),
+        )
+        .expression_attribute_values(
+            ":to",
+            AttributeValue::S(format!("SNAP#{:015}", start + 15 * 30_000)),
+        )
+        .send()
+        .await?
+        .count;
+    assert_eq!(stored as usize, collected, "{states:?}");
+    stack.clear_registry().await
 }

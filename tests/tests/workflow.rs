@@ -302,3 +302,107 @@ async fn wait_until(timeout: Duration, f: impl Fn() -> bool) -> bool {
     }
     false
 }
+
+#[tokio::test]
+async fn an_orchestrator_that_never_takes_the_approval_request_ends_the_workflow_untouched(
+) -> Result<()> {
+    let world = World::new("chat-prod", ApprovalMode::AutoApprove).await?;
+    let before = world.configs()?;
+    world
+        .orchestrator
+        .state
+        .set_failure(&serde_json::from_value::<FailRequest>(
+            json!({"operation": "approvals", "mode": "error", "status": 503}),
+        )?)
+        .map_err(anyhow::Error::msg)?;
+    let id = world.started(json!({})).await?;
+    let done = world.stack.wait_ended(&id, RUN_TIMEOUT).await?;
+    // On AWS the failed notification fails the task and is retried with backoff inside the
+    // approval wait, then ends FAILED (or EXPIRED when the wait is shorter than the retries).
+    // MiniStack 1.5.33 drops the function error of a `lambda:invoke.waitForTaskToken` task
+    // (docs/local-stack.md), so here the wait simply runs out: EXPIRED. Either way nobody could
+    // decide and nothing was touched.
+    assert!(
+        done["state"] == "EXPIRED" || done["state"] == "FAILED",
+        "{done}"
+    );
+    let refused = world
+        .orchestrator
+        .state
+        .calls()
+        .iter()
+        .filter(|c| c.workflow_id.as_deref() == Some(id.as_str()) && c.status == 503)
+        .count();
+    assert!(refused >= 1, "the notification was never attempted");
+    assert!(world.orchestrator.state.applies().is_empty());
+    assert_eq!(world.configs()?, before);
+    // The group is free for the next attempt.
+    let (status, _) = world.start(json!({})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rollback_refused_once_is_retried_until_every_instance_is_restored() -> Result<()> {
+    let world = World::new("batch-prod", ApprovalMode::AutoApprove).await?;
+    world.orchestrator.state.set_harm(true);
+    world
+        .orchestrator
+        .state
+        .set_failure(&serde_json::from_value::<FailRequest>(
+            json!({"operation": "rollback", "mode": "error", "status": 503, "fail_next": 1}),
+        )?)
+        .map_err(anyhow::Error::msg)?;
+    let before = world.configs()?;
+    let id = world.started(json!({})).await?;
+    let done = world.stack.wait_ended(&id, RUN_TIMEOUT).await?;
+    assert_eq!(done["state"], "ROLLED_BACK", "{done}");
+    let injected = world
+        .orchestrator
+        .state
+        .calls()
+        .iter()
+        .filter(|c| c.workflow_id.as_deref() == Some(id.as_str()))
+        .filter(|c| c.status == 503)
+        .count();
+    assert_eq!(injected, 1, "the first rollback call was refused");
+    assert_eq!(world.configs()?, before);
+    Ok(())
+}
+
+#[tokio::test]
+async fn status_reports_that_fail_do_not_hold_a_workflow_back() -> Result<()> {
+    let world = World::new("chat-prod", ApprovalMode::AutoApprove).await?;
+    world
+        .orchestrator
+        .state
+        .set_failure(&serde_json::from_value::<FailRequest>(
+            json!({"operation": "status", "mode": "error", "status": 500}),
+        )?)
+        .map_err(anyhow::Error::msg)?;
+    let id = world.started(json!({})).await?;
+    let done = world.stack.wait_ended(&id, RUN_TIMEOUT).await?;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    let noted = done["audit"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .any(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("status report"))
+        });
+    assert!(noted, "the failed report is not in the audit trail: {done}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_starts_on_one_group_make_exactly_one_workflow() -> Result<()> {
+    let world = World::new("chat-prod", ApprovalMode::AutoReject).await?;
+    let (a, b) = tokio::join!(world.start(json!({})), world.start(json!({})));
+    let mut statuses = [a?.0, b?.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+    Ok(())
+}
