@@ -1147,3 +1147,34 @@ async fn request_schemas_document_the_ids_the_api_validates() {
         }
     }
 }
+
+/// Any body over the limit is refused before routing, so every operation that takes a body must
+/// document 413 (approve and reject, whose body is optional, did not).
+#[tokio::test]
+async fn every_operation_with_a_body_documents_and_answers_413() {
+    let doc = document().await;
+    let ctx = ctx();
+    let too_large = "x".repeat(perfagent::api::MAX_BODY_BYTES + 1);
+    let mut with_body = 0;
+    for route in ROUTES {
+        let m = route.method.to_ascii_lowercase();
+        if doc["paths"][route.path][&m]["requestBody"].is_null() {
+            continue;
+        }
+        with_body += 1;
+        let path = route.path.replace("{id}", "x").replace("{group}", "g");
+        let method = Method::from_bytes(route.method.as_bytes()).unwrap();
+        let refused = checked(
+            &ctx,
+            &doc,
+            method,
+            &path,
+            route.path,
+            &too_large,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
+        assert_eq!(refused["code"], "body_too_large");
+    }
+    assert_eq!(with_body, 8, "the routes that take a body");
+}
