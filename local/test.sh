@@ -24,7 +24,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "unit, property, conformance, fixture and CLI tests"
 cargo test --workspace --exclude perfagent-e2e 2>&1 | count
 
-step "infrastructure checks (cfn-lint, sam validate --lint, asl-validator)"
+step "infrastructure checks (cfn-lint + IAM rule, checkov, sam validate --lint, asl-validator)"
 bash local/check-infra.sh
 bash statemachine/validate.sh
 
