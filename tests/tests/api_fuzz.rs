@@ -3,7 +3,7 @@
 //! valid and invalid, sends them SigV4-signed through the emulator's API Gateway
 //! (`tests/schemathesis/hooks.py`), and checks every answer: no 5xx, a status the document lists
 //! for the operation, the documented content type, a body valid against the documented schema.
-//! A fixed seed and example count keep the run reproducible and about a minute and a half long.
+//! A fixed seed and example count keep the run reproducible and under two minutes.
 //! What it found and how to replay a failure: docs/reliability.md, "API fuzzing".
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +18,7 @@ const CHECKS: &str =
 /// Test cases per operation and phase: enough to reach every documented status of every route.
 const MAX_EXAMPLES: &str = "25";
 const SEED: &str = "20261128";
-/// A run takes ~1.5 min here; past this something hangs.
+/// A run takes under 2 min here; past this something hangs.
 const DEADLINE: Duration = Duration::from_secs(600);
 
 #[tokio::test]
@@ -51,7 +51,10 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() -> Result<
             "--max-examples",
             MAX_EXAMPLES,
         ])
-        .args(["--seed", SEED, "--workers", "2", "--request-timeout", "35"])
+        // One worker: with two threads, hypothesis's `ast.parse` calls race into CPython 3.11's
+        // "AST constructor recursion depth mismatch" SystemError (fixed in later CPythons), which
+        // schemathesis reports as an error of whichever operation it hit.
+        .args(["--seed", SEED, "--workers", "1", "--request-timeout", "35"])
         // No example database (.hypothesis/) either.
         .args(["--generation-database", "none", "--no-color"])
         .env(
