@@ -793,8 +793,8 @@ impl<'a> Parser<'a> {
         // The keyword ends at a space or tab, as in both formats: to the reference parser, where
         // `\r` is no blank, `# TYPE\r...` is a comment, so it is one in lenient mode too.
         let delimited = matches!(self.byte(pos), Some(b' ' | b'\t')) || self.at_line_end(pos);
-        let is_meta = delimited
-            && (matches!(keyword, b"HELP" | b"TYPE") || (lenient && keyword == b"UNIT"));
+        let is_meta =
+            delimited && (matches!(keyword, b"HELP" | b"TYPE") || (lenient && keyword == b"UNIT"));
         if !is_meta {
             return Ok(Line::Next(self.line_end(pos)));
         }
