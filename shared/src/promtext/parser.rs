@@ -790,9 +790,12 @@ impl<'a> Parser<'a> {
         if lenient && keyword == b"EOF" && self.at_line_end(self.skip_blanks(pos)) {
             return Ok(Line::Eof(self.line_end(pos)));
         }
-        // The keyword ends at a space or tab, as in both formats: to the reference parser, where
-        // `\r` is no blank, `# TYPE\r...` is a comment, so it is one in lenient mode too.
-        let delimited = matches!(self.byte(pos), Some(b' ' | b'\t')) || self.at_line_end(pos);
+        // A keyword is set off by spaces or tabs, as in both formats: to the reference parser,
+        // where `\r` is no blank, `#\rTYPE ...` and `# TYPE\r...` are comments, so they are
+        // comments in lenient mode too.
+        let spaced = |b: &u8| matches!(b, b' ' | b'\t');
+        let delimited = self.bytes(hash + 1, keyword_start).iter().all(spaced)
+            && (self.byte(pos).as_ref().is_some_and(spaced) || self.at_line_end(pos));
         let is_meta =
             delimited && (matches!(keyword, b"HELP" | b"TYPE") || (lenient && keyword == b"UNIT"));
         if !is_meta {
