@@ -14,8 +14,8 @@
 #   FUZZ_SANITIZER=none  cargo-fuzz sanitizer; the crate has no `unsafe`, so ASan (`address`)
 #                        finds nothing more and halves the speed
 #
-# Reproduce a failure: `bash local/fuzz.sh` prints the saved input; run the target on it with
-#   RUSTC_BOOTSTRAP=1 .tools/bin/cargo-fuzz run --sanitizer none TARGET fuzz/artifacts/TARGET/crash-...
+# Reproduce a failure: the script prints the saved input; the built target replays it:
+#   ~/.cache/perfagent-fuzz-target/x86_64-unknown-linux-gnu/release/TARGET fuzz/artifacts/TARGET/crash-...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
