@@ -215,33 +215,27 @@ where
     })
 }
 
-/// Sums an objective's counts over the group's instances for one window. Instances whose metrics
-/// cannot count (missing, no buckets) are skipped and named in `notes`.
-async fn group_window_counts<S>(
-    store: &S,
+/// Sums an objective's counts over the group's instances for one window, from each instance's
+/// first snapshot of the window (`starts`) and its latest (`ends`), in `members` order. Instances
+/// whose metrics cannot count (missing, no buckets) are skipped and named in `notes`.
+fn group_window_counts(
     members: &[&Registered],
+    starts: &[Option<StoredSnapshot>],
+    ends: &[Option<StoredSnapshot>],
     objective: &SloObjective,
     window_s: u64,
-    now_ms: i64,
     notes: &mut Vec<String>,
-) -> Result<Option<WindowCounts>, StoreError>
-where
-    S: SnapshotStore + ?Sized,
-{
+) -> Option<WindowCounts> {
     let mut sum: Option<WindowCounts> = None;
-    for reg in members {
+    for ((reg, start), end) in members.iter().zip(starts).zip(ends) {
         let id = &reg.instance.id;
-        let from = now_ms - window_s as i64 * 1000;
-        let (Some(start), Some(end)) = (
-            store.first_snapshot_since(id, from, now_ms).await?,
-            store.last_snapshot_before(id, now_ms, now_ms).await?,
-        ) else {
+        let (Some(start), Some(end)) = (start, end) else {
             continue;
         };
         if start.slot_ms >= end.slot_ms {
             continue;
         }
-        for (a, b) in pair_models(&start, &end) {
+        for (a, b) in pair_models(start, end) {
             match window_counts(objective, window_s, a, b) {
                 Ok(c) => {
                     let s = sum.get_or_insert(WindowCounts {
@@ -265,7 +259,7 @@ where
             }
         }
     }
-    Ok(sum)
+    sum
 }
 
 fn pair_models<'a>(
@@ -288,6 +282,10 @@ fn pair_models<'a>(
 
 /// Evaluates a group's objectives: compliance over the budget period (or as much of it as the
 /// snapshots still cover) and every burn-rate window.
+///
+/// Every objective counts over the same windows, so each instance's snapshots are read once for
+/// all of them: its latest (the end of every window) and the first of each window — 1 + 8 queries
+/// per instance, not 2 per instance, window and objective (49 with the three default objectives).
 pub async fn evaluate_group_slo<S>(
     store: &S,
     members: &[&Registered],
@@ -298,31 +296,49 @@ where
     S: SnapshotStore + ?Sized,
 {
     let mut notes = Vec::new();
+    if policy.objectives.is_empty() {
+        return Ok((Vec::new(), notes));
+    }
+    let mut ends = Vec::with_capacity(members.len());
+    for reg in members {
+        ends.push(
+            store
+                .last_snapshot_before(&reg.instance.id, now_ms, now_ms)
+                .await?,
+        );
+    }
+    let mut starts: BTreeMap<u64, Vec<Option<StoredSnapshot>>> = BTreeMap::new();
+    for w in std::iter::once(BUDGET_PERIOD_S).chain(BURN_RATE_WINDOWS_S) {
+        let from = now_ms - w as i64 * 1000;
+        let mut firsts = Vec::with_capacity(members.len());
+        for (reg, end) in members.iter().zip(&ends) {
+            firsts.push(match end {
+                Some(_) => {
+                    store
+                        .first_snapshot_since(&reg.instance.id, from, now_ms)
+                        .await?
+                }
+                None => None,
+            });
+        }
+        starts.insert(w, firsts);
+    }
+    let counts = |objective: &SloObjective, w: u64, notes: &mut Vec<String>| {
+        let firsts = starts.get(&w).map(Vec::as_slice).unwrap_or_default();
+        group_window_counts(members, firsts, &ends, objective, w, notes)
+    };
     let mut reports = Vec::new();
     for objective in &policy.objectives {
-        let period = group_window_counts(
-            store,
-            members,
-            objective,
-            BUDGET_PERIOD_S,
-            now_ms,
-            &mut notes,
-        )
-        .await?
-        .unwrap_or(WindowCounts {
+        let period = counts(objective, BUDGET_PERIOD_S, &mut notes).unwrap_or(WindowCounts {
             window_s: BUDGET_PERIOD_S,
             good: 0.0,
             total: 0.0,
             counting: Counting::Exact,
         });
-        let mut windows = Vec::new();
-        for w in BURN_RATE_WINDOWS_S {
-            if let Some(c) =
-                group_window_counts(store, members, objective, w, now_ms, &mut notes).await?
-            {
-                windows.push(c);
-            }
-        }
+        let windows: Vec<WindowCounts> = BURN_RATE_WINDOWS_S
+            .iter()
+            .filter_map(|&w| counts(objective, w, &mut notes))
+            .collect();
         reports.push(evaluate_slo(objective, &period, &windows));
     }
     Ok((reports, notes))

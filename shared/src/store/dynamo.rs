@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
+use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,6 +28,9 @@ const INSTANCES_PARTITION: &str = "INSTANCES";
 /// The largest slot the 15-digit sort key can order (year 33658).
 const SLOT_MAX_MS: i64 = 999_999_999_999_999;
 const BATCH_WRITE_MAX: usize = 25;
+/// `BatchWriteItem` calls in flight at once: a pass's 1,000 snapshots are 40 calls, which one after
+/// the other cost 40 round trips (`docs/performance.md`).
+const BATCH_WRITE_CONCURRENCY: usize = 8;
 const BATCH_GET_MAX: usize = 100;
 const UNPROCESSED_RETRIES: u32 = 8;
 /// Read-modify-write rounds of an instance's config before giving up on a registry that keeps
@@ -86,33 +90,45 @@ impl DynamoStore {
             .insert(hash, bounds);
     }
 
+    /// Writes in chunks of 25 (the `BatchWriteItem` limit), `BATCH_WRITE_CONCURRENCY` of them in
+    /// flight at once.
     async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut chunks = Vec::with_capacity(requests.len().div_ceil(BATCH_WRITE_MAX));
         while !requests.is_empty() {
             let rest = requests.split_off(requests.len().min(BATCH_WRITE_MAX));
-            let mut pending = std::mem::replace(&mut requests, rest);
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-                if !pending.is_empty() {
-                    attempt += 1;
-                    if attempt > UNPROCESSED_RETRIES {
-                        return Err(StoreError::Unavailable(format!(
-                            "{} writes still unprocessed after {UNPROCESSED_RETRIES} retries",
-                            pending.len()
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
+            chunks.push(std::mem::replace(&mut requests, rest));
+        }
+        futures::stream::iter(chunks.into_iter().map(|chunk| self.write_chunk(chunk)))
+            .buffer_unordered(BATCH_WRITE_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    /// One `BatchWriteItem`, its unprocessed items retried with backoff.
+    async fn write_chunk(&self, mut pending: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if !pending.is_empty() {
+                attempt += 1;
+                if attempt > UNPROCESSED_RETRIES {
+                    return Err(StoreError::Unavailable(format!(
+                        "{} writes still unprocessed after {UNPROCESSED_RETRIES} retries",
+                        pending.len()
+                    )));
                 }
+                tokio::time::sleep(Duration::from_millis(25u64 << attempt.min(6))).await;
             }
         }
         Ok(())

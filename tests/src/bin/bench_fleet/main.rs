@@ -611,7 +611,11 @@ async fn scan_sizes(
 /// Gateway delivers it (payload 2.0, `local/events/api-list-instances-iam.json` with the path
 /// changed), `API_INVOCATIONS` times in one process; and the analyzer's scheduled run over the
 /// table the collector filled. Each from `next` handing out the event to the answer.
-async fn invocations(api: &RuntimeApi, args: &Args) -> Result<()> {
+async fn invocations(
+    api: &RuntimeApi,
+    args: &Args,
+    dynamo: &aws_sdk_dynamodb::Client,
+) -> Result<()> {
     const API_INVOCATIONS: usize = 200;
     let fixture = perfagent_e2e::repo_root().join("local/events/api-list-instances-iam.json");
     let mut event: Value = serde_json::from_slice(&std::fs::read(&fixture)?)?;
@@ -680,6 +684,9 @@ async fn invocations(api: &RuntimeApi, args: &Args) -> Result<()> {
         format!("{:.1}", rss_kb as f64 / 1024.0),
     );
     result("analyzer_cpu_s", format!("{cpu_s:.2}"));
+    // What each run writes per instance (its latest analysis, also projected into the index).
+    let sizes = scan_sizes(dynamo, &args.table, "sk", "ANALYSIS").await?;
+    size_results("analysis_item_bytes", sizes);
     Ok(())
 }
 
@@ -745,7 +752,7 @@ async fn main() -> Result<()> {
     println!("==> collector: {} simulated vLLM servers", args.instances);
     collector(&api, &args, &dynamo).await?;
     println!("==> the API and analyzer functions, invoked through the Runtime API");
-    invocations(&api, &args).await?;
+    invocations(&api, &args, &dynamo).await?;
     println!("==> snapshot item sizes over the generated mix of engines");
     mixed_fleet_sizes(args.instances)?;
     println!("==> cold starts ({} runs per binary)", args.cold_runs);
