@@ -6,14 +6,22 @@
 //! (medians), the same three for the best run of each (`parse_best_mb_per_s`, ...: what the code
 //! does when nothing else runs on the core) and `parse_samples_per_s`. Compare the ratios, not the
 //! absolute figures: these machines are noisy.
+//!
+//! criterion runs the Rust side (warm-up, flat sampling, its own report); each sample's time per
+//! parse is kept as well, so the median and best runs come from the very samples criterion took.
+//! Each timed parse includes dropping its result, as the Python loop's timing includes freeing the
+//! previous run's families when `families` is rebound.
 
+use criterion::{Criterion, SamplingMode, Throughput};
 use perfagent::promtext::{parse, Mode};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 const TARGET_BYTES: usize = 3_000_000;
-const RUST_RUNS: usize = 200;
+/// criterion samples of the Rust parser (each several parses: about 5 s in all).
+const RUST_SAMPLES: usize = 60;
 const PYTHON_RUNS: &str = "5";
 
 fn repo_root() -> PathBuf {
@@ -94,18 +102,49 @@ fn main() -> ExitCode {
     );
     drop(exposition);
 
-    let mut times = Vec::with_capacity(RUST_RUNS);
-    for _ in 0..RUST_RUNS {
-        let start = Instant::now();
-        let parsed = parse(std::hint::black_box(bytes), Mode::Lenient);
-        std::hint::black_box(&parsed);
-        times.push(start.elapsed());
+    // Time per parse of every call criterion makes; the last RUST_SAMPLES calls are its samples
+    // (the ones before are its warm-up).
+    let per_parse = RefCell::new(Vec::new());
+    let mut criterion = Criterion::default()
+        .sample_size(RUST_SAMPLES)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5))
+        .without_plots()
+        .configure_from_args();
+    {
+        let mut group = criterion.benchmark_group("promtext");
+        group.sampling_mode(SamplingMode::Flat);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_function("parse_lenient_vllm_3mb", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    drop(std::hint::black_box(parse(
+                        std::hint::black_box(bytes),
+                        Mode::Lenient,
+                    )));
+                }
+                let elapsed = start.elapsed();
+                per_parse
+                    .borrow_mut()
+                    .push(elapsed.div_f64(iters.max(1) as f64));
+                elapsed
+            })
+        });
+        group.finish();
     }
-    let best = times.iter().min().copied().unwrap_or_default();
+    criterion.final_summary();
+    let per_parse = per_parse.into_inner();
+    let times = per_parse[per_parse.len().saturating_sub(RUST_SAMPLES)..].to_vec();
+    let Some(best) = times.iter().min().copied() else {
+        eprintln!("parse_vs_python: criterion took no samples (filtered out by an argument?)");
+        return ExitCode::FAILURE;
+    };
+    let samples_taken = times.len();
     let median_time = median(times);
     let parse_mb_per_s = megabytes / median_time.as_secs_f64();
     println!(
-        "rust: {RUST_RUNS} runs, best {:.3} ms ({:.0} MB/s), median {:.3} ms",
+        "rust: {samples_taken} criterion samples, best {:.3} ms ({:.0} MB/s), median {:.3} ms",
         best.as_secs_f64() * 1e3,
         megabytes / best.as_secs_f64(),
         median_time.as_secs_f64() * 1e3
