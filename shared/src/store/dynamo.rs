@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -639,8 +640,43 @@ fn rec_pk(id: &str) -> String {
     format!("REC#{id}")
 }
 
+/// The largest document a packed `doc` may inflate to: far above any analysis (a few KB), low
+/// enough that a corrupt item cannot exhaust a function's memory.
+const PACKED_DOC_MAX: u64 = 4 << 20;
+
+/// A JSON document: a string (`S`), or a packed one (`B`, raw deflate of the JSON).
 fn doc_of<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<T, StoreError> {
-    serde_json::from_str(s(item, name)?).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{name}: {e}"));
+    match item.get(name) {
+        Some(AttributeValue::B(packed)) => {
+            let mut json = Vec::new();
+            flate2::read::DeflateDecoder::new(packed.as_ref())
+                .take(PACKED_DOC_MAX + 1)
+                .read_to_end(&mut json)
+                .map_err(|e| corrupt(&e))?;
+            if json.len() as u64 > PACKED_DOC_MAX {
+                return Err(corrupt(&"inflates beyond 4 MB"));
+            }
+            serde_json::from_slice(&json).map_err(|e| corrupt(&e))
+        }
+        _ => serde_json::from_str(s(item, name)?).map_err(|e| corrupt(&e)),
+    }
+}
+
+/// A document packed for items written every analysis run: the JSON of an instance's analysis is
+/// 3–5 KB, 3–5 write units (twice that with its index projection); deflated it is a third to a
+/// fifth of that (`docs/performance.md`).
+fn to_packed_doc<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
+    let json = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut encoder = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(json.len() / 3),
+        flate2::Compression::default(),
+    );
+    encoder
+        .write_all(&json)
+        .and_then(|()| encoder.finish())
+        .map(|packed| AttributeValue::B(Blob::new(packed)))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 fn to_doc<T: serde::Serialize>(v: &T) -> Result<AttributeValue, StoreError> {
@@ -741,7 +777,7 @@ impl AnalysisStore for DynamoStore {
             "gsi1sk".into(),
             AttributeValue::S(format!("{}#{}", a.group, a.instance_id)),
         );
-        self.put_doc(item, to_doc(a)?).await
+        self.put_doc(item, to_packed_doc(a)?).await
     }
 
     async fn instance_analysis(
@@ -766,7 +802,7 @@ impl AnalysisStore for DynamoStore {
     }
 
     async fn put_group_analysis(&self, a: &GroupAnalysisRecord) -> Result<(), StoreError> {
-        self.put_doc(key(&group_pk(&a.group), "ANALYSIS"), to_doc(a)?)
+        self.put_doc(key(&group_pk(&a.group), "ANALYSIS"), to_packed_doc(a)?)
             .await
     }
 
@@ -865,5 +901,50 @@ mod tests {
             ("t".to_string(), AttributeValue::N("123".into())),
         ]);
         assert_eq!(item_size(&item), (2 + 6) + (1 + 10) + (1 + 3));
+    }
+
+    #[test]
+    fn packed_docs_read_back_and_json_docs_still_read() {
+        let doc = serde_json::json!({
+            "bottlenecks": (0..40).map(|i| format!("KV cache usage 0.9{i} over 10 minutes")).collect::<Vec<_>>(),
+        });
+        let packed = to_packed_doc(&doc).unwrap();
+        let AttributeValue::B(blob) = &packed else {
+            panic!("a packed doc is binary: {packed:?}");
+        };
+        let json_len = serde_json::to_vec(&doc).unwrap().len();
+        assert!(
+            blob.as_ref().len() * 3 < json_len,
+            "{} of {json_len}",
+            blob.as_ref().len()
+        );
+        let item = HashMap::from([("doc".to_string(), packed)]);
+        assert_eq!(doc_of::<serde_json::Value>(&item, "doc").unwrap(), doc);
+        // Items written before documents were packed hold the JSON text.
+        let item = HashMap::from([("doc".to_string(), to_doc(&doc).unwrap())]);
+        assert_eq!(doc_of::<serde_json::Value>(&item, "doc").unwrap(), doc);
+    }
+
+    #[test]
+    fn a_corrupt_or_oversized_packed_doc_is_an_error_not_a_panic() {
+        let garbage = HashMap::from([(
+            "doc".to_string(),
+            AttributeValue::B(Blob::new(vec![0xff; 64])),
+        )]);
+        let err = doc_of::<serde_json::Value>(&garbage, "doc").unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        // 5 MB of spaces deflates to a few KB: a bomb is refused at 4 MB.
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&vec![b' '; 5 << 20]).unwrap();
+        let bomb = HashMap::from([(
+            "doc".to_string(),
+            AttributeValue::B(Blob::new(encoder.finish().unwrap())),
+        )]);
+        let err = doc_of::<serde_json::Value>(&bomb, "doc").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt(m) if m.contains("4 MB")),
+            "{err:?}"
+        );
     }
 }
