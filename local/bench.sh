@@ -48,7 +48,7 @@ bash local/venv.sh
 say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every absolute figure; ratios are taken within the run)"
 
 say "building (release): the function binaries, fleetsim, bench_fleet"
-# The same command as local/deploy.sh, so a deployed build is reused.
+# Release, as deployed to AWS (the local stack's `local` profile builds faster, runs no LTO).
 cargo build --release -p perfagent-functions --bins
 cargo build --release -p perfagent-sim --bin fleetsim
 cargo build --release -p perfagent-e2e --bin bench_fleet

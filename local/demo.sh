@@ -14,9 +14,9 @@ fi
 step "local stack: emulator + functions built + infra/template.yaml deployed"
 bash local/up.sh
 step "building the demo"
-# Release, like the functions up.sh just built: their dependencies are reused instead of built
-# a second time in another profile.
-cargo build --release -p perfagent-e2e --bin demo
+# The profile the functions were just built in (Cargo.toml's `local`): their dependencies are
+# reused instead of built a second time in another profile.
+cargo build --profile local -p perfagent-e2e --bin demo
 step "the demo"
-"$CARGO_TARGET_DIR/release/demo"
+"$CARGO_TARGET_DIR/local/demo"
 step "done in $((SECONDS - started)) s"

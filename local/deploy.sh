@@ -6,7 +6,8 @@
 # local/up.sh calls it; run it alone to redeploy after an edit (the emulator must be up).
 #
 # Environment:
-#   PERFAGENT_BUILD_PROFILE=release|dev  cargo profile of the functions (default release, as on AWS)
+#   PERFAGENT_BUILD_PROFILE=local|release|dev  cargo profile of the functions (default local:
+#                                        release's optimizations, faster to build; see Cargo.toml)
 #   PERFAGENT_BIN_DIR=DIR                skip the build and deploy DIR/<binary> (e.g. prebuilt ones)
 #   PERFAGENT_PARAMETERS="K=V K=V"       extra template parameter overrides (they win)
 #   PERFAGENT_STACK_NAME                 default perfagent-local
@@ -27,14 +28,15 @@ if [ -n "${PERFAGENT_BIN_DIR:-}" ]; then
   log "deploying prebuilt binaries from $bin_dir"
 else
   require_cmd cargo "install the Rust toolchain (rustup)"
-  case "${PERFAGENT_BUILD_PROFILE:-release}" in
+  case "${PERFAGENT_BUILD_PROFILE:-local}" in
+    local) profile_flags=(--profile local) bin_dir="$CARGO_TARGET_DIR/local" ;;
     release) profile_flags=(--release) bin_dir="$CARGO_TARGET_DIR/release" ;;
     dev) profile_flags=() bin_dir="$CARGO_TARGET_DIR/debug" ;;
-    *) die "PERFAGENT_BUILD_PROFILE must be release or dev" ;;
+    *) die "PERFAGENT_BUILD_PROFILE must be local, release or dev" ;;
   esac
   # MiniStack runs a provided.al2023 bootstrap as a host process, so a plain host build is what it
   # needs (AWS gets a cross-built one from `sam build`, see docs/deploy.md).
-  log "building perfagent-functions (${PERFAGENT_BUILD_PROFILE:-release}, host target, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  log "building perfagent-functions (${PERFAGENT_BUILD_PROFILE:-local} profile, host target, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
   (cd "$PERFAGENT_ROOT" && cargo build "${profile_flags[@]}" -p perfagent-functions --bins)
   log "functions built in $(elapsed "$t") s"
 fi
