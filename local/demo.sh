@@ -11,12 +11,12 @@ step() { printf '\n==> [%4ds] %s\n' "$((SECONDS - started))" "$*"; }
 if [ "${PERFAGENT_KEEP_STACK:-0}" != 1 ]; then
   trap 'bash local/down.sh >/dev/null 2>&1 || true' EXIT
 fi
-step "local stack: emulator + functions built + infra/template.yaml deployed"
-bash local/up.sh
-step "building the demo"
-# The profile the functions were just built in (Cargo.toml's `local`): their dependencies are
-# reused instead of built a second time in another profile.
-cargo build --profile local -p perfagent-e2e --bin demo
+step "building the functions and the demo (Cargo.toml's local profile)"
+# One cargo command for both: built apart, the two packages resolve their dependencies' features
+# apart, and nearly every crate (the AWS SDK, tokio, hyper) was compiled twice.
+cargo build --profile local -p perfagent-functions --bins -p perfagent-e2e --bin demo
+step "local stack: emulator + infra/template.yaml deployed with those functions"
+PERFAGENT_BIN_DIR="$CARGO_TARGET_DIR/local" bash local/up.sh
 step "the demo"
 "$CARGO_TARGET_DIR/local/demo"
 step "done in $((SECONDS - started)) s"
