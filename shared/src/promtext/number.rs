@@ -28,33 +28,27 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, tok),
     };
+    // Digits before and after the point, each run scanned in one loop; more than 19 digits in
+    // all could overflow the mantissa (and need more care than this path takes).
     let mut mantissa: u64 = 0;
-    let mut significant = 0u32;
-    let mut seen_digit = false;
-    let mut fraction_digits: i32 = 0;
     let mut i = 0;
-    let mut after_point = false;
-    while let Some(&b) = digits.get(i) {
-        match b {
-            b'0'..=b'9' => {
-                if mantissa != 0 || b != b'0' {
-                    significant += 1;
-                    if significant > 19 {
-                        return None;
-                    }
-                }
-                mantissa = mantissa * 10 + u64::from(b - b'0');
-                seen_digit = true;
-                if after_point {
-                    fraction_digits += 1;
-                }
-            }
-            b'.' if !after_point => after_point = true,
-            _ => break,
-        }
+    while let Some(&b @ b'0'..=b'9') = digits.get(i) {
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
         i += 1;
     }
-    if !seen_digit {
+    let integer_digits = i;
+    let mut fraction_digits: i32 = 0;
+    if digits.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while let Some(&b @ b'0'..=b'9') = digits.get(i) {
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            i += 1;
+        }
+        fraction_digits = i32::try_from(i - start).ok()?;
+    }
+    let total_digits = integer_digits + fraction_digits as usize;
+    if total_digits == 0 || total_digits > 19 {
         return None;
     }
     let mut exponent: i32 = 0;
@@ -180,6 +174,14 @@ mod tests {
             "4711",
             "0000000000000000000000000000000000000000001.2e-1",
             "14.040000000000001",
+            "0.9600000000000002",
+            "1.771042457421372e+09",
+            "9999999999999999999",
+            "99999999999999999999",
+            "1234567890.123456789",
+            "0.00000000000000000001",
+            "-.5",
+            "5.e2",
         ] {
             let expected: f64 = s.parse().unwrap_or_else(|_| panic!("std rejects {s}"));
             let got = f(s).unwrap_or_else(|| panic!("rejected {s}"));
