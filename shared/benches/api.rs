@@ -4,17 +4,17 @@
 //! Run: `cargo bench -p perfagent --bench api`. Prints `RESULT api_p50_ms=…`, `RESULT api_p99_ms=…`
 //! and `RESULT api_vs_seed=…` (how many times faster than 8 ms the p50 is).
 //!
-//! criterion runs the requests (warm-up, flat sampling, its own report of the mean); every request
-//! of its samples is also timed on its own, for the percentiles.
+//! criterion runs the requests (`support::sampled`: warm-up, flat sampling, its own report of the
+//! mean); every request of its samples is also timed on its own, for the percentiles.
+
+mod support;
 
 use bytes::Bytes;
-use criterion::{Criterion, SamplingMode};
 use http::Method;
 use perfagent::api::{handle, ApiContext, ApiRequest};
 use perfagent::netguard::NetGuard;
 use perfagent::scrape::{ScrapeConfig, Scraper};
 use perfagent::store::memory::MemoryStore;
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,53 +62,37 @@ fn main() {
             assert_eq!(resp.status(), 201, "{}", resp.body());
         }
     });
-    // The orchestrator's most frequent call: a GET of one instance. Each call of the closure is a
-    // criterion sample (or, before the last SAMPLES, its warm-up); each request is timed on its own.
-    let per_call: RefCell<Vec<Vec<f64>>> = RefCell::new(Vec::new());
-    let next = std::cell::Cell::new(0usize);
-    let mut criterion = Criterion::default()
-        .sample_size(SAMPLES)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .without_plots()
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group("api");
-        group.sampling_mode(SamplingMode::Flat);
-        group.bench_function("get_instance_in_memory", |b| {
-            b.iter_custom(|iters| {
-                let mut latencies = Vec::with_capacity(iters as usize);
-                let mut total = Duration::ZERO;
-                rt.block_on(async {
-                    for _ in 0..iters {
-                        let i = next.get();
-                        next.set(i + 1);
-                        let req = request(
-                            Method::GET,
-                            format!("/api/v1/instances/vllm-{}", i % INSTANCES),
-                            String::new(),
-                        );
-                        let t = Instant::now();
-                        let resp = handle(&ctx, req).await;
-                        let elapsed = t.elapsed();
-                        total += elapsed;
-                        latencies.push(elapsed.as_secs_f64() * 1000.0);
-                        assert_eq!(resp.status(), 200);
-                    }
-                });
-                per_call.borrow_mut().push(latencies);
-                total
-            })
-        });
-        group.finish();
-    }
-    criterion.final_summary();
-    let per_call = per_call.into_inner();
-    let mut samples: Vec<f64> = per_call[per_call.len().saturating_sub(SAMPLES)..]
-        .iter()
-        .flatten()
-        .copied()
-        .collect();
+    // The orchestrator's most frequent call: a GET of one instance, each request timed on its own.
+    let mut next = 0usize;
+    let per_sample = support::sampled(
+        "api",
+        "get_instance_in_memory",
+        SAMPLES,
+        Duration::from_secs(3),
+        |_| {},
+        |iters| {
+            let mut latencies = Vec::with_capacity(iters as usize);
+            let mut total = Duration::ZERO;
+            rt.block_on(async {
+                for _ in 0..iters {
+                    let req = request(
+                        Method::GET,
+                        format!("/api/v1/instances/vllm-{}", next % INSTANCES),
+                        String::new(),
+                    );
+                    next += 1;
+                    let t = Instant::now();
+                    let resp = handle(&ctx, req).await;
+                    let elapsed = t.elapsed();
+                    total += elapsed;
+                    latencies.push(elapsed.as_secs_f64() * 1000.0);
+                    assert_eq!(resp.status(), 200);
+                }
+            });
+            (total, latencies)
+        },
+    );
+    let mut samples: Vec<f64> = per_sample.into_iter().flatten().collect();
     if samples.is_empty() {
         eprintln!("api bench: criterion took no samples (filtered out by an argument?)");
         std::process::exit(1);

@@ -7,14 +7,15 @@
 //! does when nothing else runs on the core) and `parse_samples_per_s`. Compare the ratios, not the
 //! absolute figures: these machines are noisy.
 //!
-//! criterion runs the Rust side (warm-up, flat sampling, its own report); each sample's time per
-//! parse is kept as well, so the median and best runs come from the very samples criterion took.
+//! criterion runs the Rust side (`support::sampled`: warm-up, flat sampling, its own report); each
+//! sample's time per parse is kept as well, so the median and best runs come from the very samples criterion took.
 //! Each timed parse includes dropping its result, as the Python loop's timing includes freeing the
 //! previous run's families when `families` is rebound.
 
-use criterion::{Criterion, SamplingMode, Throughput};
+mod support;
+
+use criterion::Throughput;
 use perfagent::promtext::{parse, Mode};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -102,40 +103,27 @@ fn main() -> ExitCode {
     );
     drop(exposition);
 
-    // Time per parse of every call criterion makes; the last RUST_SAMPLES calls are its samples
-    // (the ones before are its warm-up).
-    let per_parse = RefCell::new(Vec::new());
-    let mut criterion = Criterion::default()
-        .sample_size(RUST_SAMPLES)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5))
-        .without_plots()
-        .configure_from_args();
-    {
-        let mut group = criterion.benchmark_group("promtext");
-        group.sampling_mode(SamplingMode::Flat);
-        group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_function("parse_lenient_vllm_3mb", |b| {
-            b.iter_custom(|iters| {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    drop(std::hint::black_box(parse(
-                        std::hint::black_box(bytes),
-                        Mode::Lenient,
-                    )));
-                }
-                let elapsed = start.elapsed();
-                per_parse
-                    .borrow_mut()
-                    .push(elapsed.div_f64(iters.max(1) as f64));
-                elapsed
-            })
-        });
-        group.finish();
-    }
-    criterion.final_summary();
-    let per_parse = per_parse.into_inner();
-    let times = per_parse[per_parse.len().saturating_sub(RUST_SAMPLES)..].to_vec();
+    // Time per parse in each of criterion's samples.
+    let times = support::sampled(
+        "promtext",
+        "parse_lenient_vllm_3mb",
+        RUST_SAMPLES,
+        Duration::from_secs(5),
+        |group| {
+            group.throughput(Throughput::Bytes(bytes.len() as u64));
+        },
+        |iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                drop(std::hint::black_box(parse(
+                    std::hint::black_box(bytes),
+                    Mode::Lenient,
+                )));
+            }
+            let elapsed = start.elapsed();
+            (elapsed, elapsed.div_f64(iters.max(1) as f64))
+        },
+    );
     let Some(best) = times.iter().min().copied() else {
         eprintln!("parse_vs_python: criterion took no samples (filtered out by an argument?)");
         return ExitCode::FAILURE;
