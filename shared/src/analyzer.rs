@@ -219,21 +219,29 @@ where
     })
 }
 
-/// Sums an objective's counts over the group's instances for one window, from each instance's
-/// first snapshot of the window (`starts`) and its latest (`ends`), in `members` order. Instances
-/// whose metrics cannot count (missing, no buckets) are skipped and named in `notes`.
+/// One instance's snapshots for the SLO windows: its latest (the end of every window) and the
+/// first of each window — the budget period's, then each of `BURN_RATE_WINDOWS_S` (none without a
+/// latest).
+struct WindowEnds {
+    last: Option<StoredSnapshot>,
+    firsts: Vec<Option<StoredSnapshot>>,
+}
+
+/// Sums an objective's counts over the group's instances for the `k`-th window (`window_s` long),
+/// from each instance's snapshots (`ends`, in `members` order). Instances whose metrics cannot count
+/// (missing, no buckets) are skipped and named in `notes`.
 fn group_window_counts(
     members: &[&Registered],
-    starts: &[Option<StoredSnapshot>],
-    ends: &[Option<StoredSnapshot>],
-    objective: &SloObjective,
+    ends: &[WindowEnds],
+    k: usize,
     window_s: u64,
+    objective: &SloObjective,
     notes: &mut Vec<String>,
 ) -> Option<WindowCounts> {
     let mut sum: Option<WindowCounts> = None;
-    for ((reg, start), end) in members.iter().zip(starts).zip(ends) {
+    for (reg, e) in members.iter().zip(ends) {
         let id = &reg.instance.id;
-        let (Some(start), Some(end)) = (start, end) else {
+        let (Some(start), Some(end)) = (e.firsts.get(k).and_then(Option::as_ref), &e.last) else {
             continue;
         };
         if start.slot_ms >= end.slot_ms {
@@ -304,53 +312,36 @@ where
         return Ok((Vec::new(), notes));
     }
     // Each instance's reads one after the other, instances `READ_CONCURRENCY` at a time.
-    let windows: Vec<u64> = std::iter::once(BUDGET_PERIOD_S)
-        .chain(BURN_RATE_WINDOWS_S)
-        .collect();
-    let read: Vec<(Option<StoredSnapshot>, Vec<Option<StoredSnapshot>>)> =
-        futures::stream::iter(members.iter().map(|reg| {
-            let windows = &windows;
-            async move {
-                let id = &reg.instance.id;
-                let end = store.last_snapshot_before(id, now_ms, now_ms).await?;
-                let mut firsts = Vec::with_capacity(windows.len());
-                if end.is_some() {
-                    for &w in windows {
-                        let from = now_ms - w as i64 * 1000;
-                        firsts.push(store.first_snapshot_since(id, from, now_ms).await?);
-                    }
-                } else {
-                    firsts.resize(windows.len(), None);
-                }
-                Ok::<_, StoreError>((end, firsts))
+    let ends: Vec<WindowEnds> = futures::stream::iter(members.iter().map(|reg| async move {
+        let id = &reg.instance.id;
+        let last = store.last_snapshot_before(id, now_ms, now_ms).await?;
+        let mut firsts = Vec::new();
+        if last.is_some() {
+            for w in std::iter::once(BUDGET_PERIOD_S).chain(BURN_RATE_WINDOWS_S) {
+                let from = now_ms - w as i64 * 1000;
+                firsts.push(store.first_snapshot_since(id, from, now_ms).await?);
             }
-        }))
-        .buffered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
-    let mut starts: BTreeMap<u64, Vec<Option<StoredSnapshot>>> = BTreeMap::new();
-    let mut ends = Vec::with_capacity(members.len());
-    for (end, firsts) in read {
-        ends.push(end);
-        for (&w, first) in windows.iter().zip(firsts) {
-            starts.entry(w).or_default().push(first);
         }
-    }
-    let counts = |objective: &SloObjective, w: u64, notes: &mut Vec<String>| {
-        let firsts = starts.get(&w).map(Vec::as_slice).unwrap_or_default();
-        group_window_counts(members, firsts, &ends, objective, w, notes)
-    };
+        Ok::<_, StoreError>(WindowEnds { last, firsts })
+    }))
+    .buffered(READ_CONCURRENCY)
+    .try_collect()
+    .await?;
     let mut reports = Vec::new();
     for objective in &policy.objectives {
-        let period = counts(objective, BUDGET_PERIOD_S, &mut notes).unwrap_or(WindowCounts {
-            window_s: BUDGET_PERIOD_S,
-            good: 0.0,
-            total: 0.0,
-            counting: Counting::Exact,
-        });
+        let period = group_window_counts(members, &ends, 0, BUDGET_PERIOD_S, objective, &mut notes)
+            .unwrap_or(WindowCounts {
+                window_s: BUDGET_PERIOD_S,
+                good: 0.0,
+                total: 0.0,
+                counting: Counting::Exact,
+            });
         let windows: Vec<WindowCounts> = BURN_RATE_WINDOWS_S
             .iter()
-            .filter_map(|&w| counts(objective, w, &mut notes))
+            .enumerate()
+            .filter_map(|(i, &w)| {
+                group_window_counts(members, &ends, i + 1, w, objective, &mut notes)
+            })
             .collect();
         reports.push(evaluate_slo(objective, &period, &windows));
     }
