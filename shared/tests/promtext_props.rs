@@ -190,6 +190,41 @@ fn fragment_soup() -> impl Strategy<Value = Vec<u8>> {
     .prop_map(|parts| parts.concat())
 }
 
+/// One sample line of a run that repeats label sets: a base set (names and values drawn from a
+/// small pool, so lines share long stretches) written with lenient-mode blanks and commas, then
+/// maybe broken by one byte.
+fn repeating_line() -> impl Strategy<Value = String> {
+    let pair = (
+        prop::sample::select(&["le", "engine", "model_name", "a", "quantile"][..]),
+        prop::sample::select(&["0", "0.5", "+Inf", "Qwen/Qwen3-4B", "x\\\"y", "", "}"][..]),
+        prop::sample::select(&["=", " = ", "=\t"][..]),
+        prop::sample::select(&[",", ", ", " ,", ",\t"][..]),
+    );
+    (
+        prop::collection::vec(pair, 0..10),
+        any::<bool>(),
+        prop::option::weighted(0.15, (any::<prop::sample::Index>(), any::<u8>())),
+    )
+        .prop_map(|(pairs, trailing_comma, damage)| {
+            let mut set = String::new();
+            for (i, (name, value, eq, comma)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    set.push_str(comma);
+                }
+                set.push_str(&format!("{name}{eq}\"{value}\""));
+            }
+            if trailing_comma && !pairs.is_empty() {
+                set.push(',');
+            }
+            let mut line = format!("m{{{set}}} 1.0\n").into_bytes();
+            if let Some((at, byte)) = damage {
+                let at = at.index(line.len() - 1);
+                line[at] = byte;
+            }
+            String::from_utf8_lossy(&line).into_owned()
+        })
+}
+
 const ALL_MODES: [Mode; 3] = [
     Mode::Lenient,
     Mode::Strict(Format::Prometheus),
@@ -235,6 +270,41 @@ proptest! {
             if let Err(e) = parse(&bytes, mode) {
                 prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e} for {} lines", lines);
                 prop_assert!(e.column >= 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_label_set_parses_the_same_after_any_other(lines in prop::collection::vec(repeating_line(), 1..12)) {
+        // Lenient mode skips what a label set repeats of the one before; each line alone has no
+        // "before", so the two must agree on every line, accepted or not.
+        let text = lines.concat();
+        let alone: Vec<_> = lines.iter().map(|l| parse(l.as_bytes(), Mode::Lenient)).collect();
+        match parse(text.as_bytes(), Mode::Lenient) {
+            Ok(whole) => {
+                // Compared as sets: a name seen again joins its first family.
+                let key = |s: &perfagent::promtext::Sample<'_>| {
+                    (s.name.to_owned(), s.labels.as_raw().to_owned(), s.value.to_bits())
+                };
+                let mut expected = Vec::new();
+                for (line, result) in lines.iter().zip(&alone) {
+                    let one = result.as_ref().map_err(|e| {
+                        TestCaseError::fail(format!("{line:?} fails alone ({e}) but not after the others"))
+                    })?;
+                    expected.extend(one.samples().map(key));
+                }
+                let mut got: Vec<_> = whole.samples().map(key).collect();
+                expected.sort();
+                got.sort();
+                prop_assert_eq!(got, expected);
+            }
+            Err(e) => {
+                let first_bad = alone.iter().position(Result::is_err);
+                prop_assert!(first_bad.is_some(), "the lines parse alone, together: {e}");
+                let bad = first_bad.unwrap_or_default();
+                let alone_err = alone[bad].as_ref().err().map(|e| (e.column, e.message.clone()));
+                prop_assert_eq!(Some((e.column, e.message.clone())), alone_err);
+                prop_assert_eq!(e.line, bad + 1 + lines[..bad].iter().map(|l| l.matches('\n').count() - 1).sum::<usize>());
             }
         }
     }

@@ -13,77 +13,73 @@ const MAX_EXACT_MANTISSA: u64 = 1 << 53;
 
 /// Parses a float as Go's `ParseFloat` and Python's `float` do for these formats: decimal with
 /// optional exponent, `NaN`, `Inf`/`+Inf`/`-Inf`/`Infinity` in any case. No hex, no `_`, no blanks.
+#[inline]
 pub(crate) fn parse_f64(tok: &[u8]) -> Option<f64> {
-    if let Some(v) = fast_decimal(tok) {
-        return Some(v);
+    match fast_decimal(tok) {
+        Some(v) => Some(v),
+        None => slow_f64(tok),
     }
+}
+
+/// The standard library's correctly rounded parser, for what [`fast_decimal`] leaves.
+#[inline(never)]
+fn slow_f64(tok: &[u8]) -> Option<f64> {
     std::str::from_utf8(tok).ok()?.parse::<f64>().ok()
+}
+
+/// Appends the leading ASCII digits of `rest` to `mantissa` (wrapping: the caller bounds the
+/// digit count); returns how many there were and what follows them.
+#[inline(always)]
+fn digits<'t>(mut rest: &'t [u8], mantissa: &mut u64) -> (usize, &'t [u8]) {
+    let mut count = 0;
+    while let Some((&b @ b'0'..=b'9', more)) = rest.split_first() {
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        count += 1;
+        rest = more;
+    }
+    (count, rest)
 }
 
 /// Exact for decimals whose significant digits fit in 2^53 and whose decimal exponent is within
 /// ±22: one correctly rounded multiplication or division. `None` means "ask the slow parser",
 /// never "invalid".
+#[inline(always)]
 fn fast_decimal(tok: &[u8]) -> Option<f64> {
-    let (negative, digits) = match tok.split_first() {
+    let (negative, rest) = match tok.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, tok),
     };
-    // Digits before and after the point, each run scanned in one loop; more than 19 digits in
-    // all could overflow the mantissa (and need more care than this path takes).
+    // Digits before and after the point; more than 19 in all could overflow the mantissa (and
+    // need more care than this path takes).
     let mut mantissa: u64 = 0;
-    let mut i = 0;
-    while let Some(&b @ b'0'..=b'9') = digits.get(i) {
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-        i += 1;
+    let (integer_digits, mut rest) = digits(rest, &mut mantissa);
+    let mut fraction_digits = 0;
+    if let Some((b'.', after_point)) = rest.split_first() {
+        (fraction_digits, rest) = digits(after_point, &mut mantissa);
     }
-    let integer_digits = i;
-    let mut fraction_digits: i32 = 0;
-    if digits.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while let Some(&b @ b'0'..=b'9') = digits.get(i) {
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-            i += 1;
-        }
-        fraction_digits = i32::try_from(i - start).ok()?;
-    }
-    let total_digits = integer_digits + fraction_digits as usize;
-    if total_digits == 0 || total_digits > 19 {
+    let total_digits = integer_digits + fraction_digits;
+    if total_digits == 0 || total_digits > 19 || mantissa > MAX_EXACT_MANTISSA {
         return None;
     }
-    let mut exponent: i32 = 0;
-    if let Some(b'e' | b'E') = digits.get(i) {
-        i += 1;
-        let exp_negative = match digits.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
+    let mut power = -i32::try_from(fraction_digits).ok()?;
+    if let Some((b'e' | b'E', after_e)) = rest.split_first() {
+        let (exp_negative, after_sign) = match after_e.split_first() {
+            Some((b'-', more)) => (true, more),
+            Some((b'+', more)) => (false, more),
+            _ => (false, after_e),
         };
-        let start = i;
-        while let Some(&b @ b'0'..=b'9') = digits.get(i) {
-            if i - start >= 4 {
-                return None;
-            }
-            exponent = exponent * 10 + i32::from(b - b'0');
-            i += 1;
-        }
-        if i == start {
+        let mut exponent = 0;
+        let (exp_digits, after_exponent) = digits(after_sign, &mut exponent);
+        if exp_digits == 0 || exp_digits > 4 {
             return None;
         }
-        if exp_negative {
-            exponent = -exponent;
-        }
+        let exponent = i32::try_from(exponent).ok()?;
+        power += if exp_negative { -exponent } else { exponent };
+        rest = after_exponent;
     }
-    if i != digits.len() || mantissa > MAX_EXACT_MANTISSA {
+    if !rest.is_empty() {
         return None;
     }
-    let power = exponent - fraction_digits;
     let magnitude = mantissa as f64;
     let value = if mantissa == 0 {
         0.0

@@ -5,8 +5,8 @@ use super::labels::{unescape, Labels};
 use super::number::{lenient_ms, parse_f64, parse_i64, seconds_to_ms};
 use super::openmetrics::{self, Checker};
 use super::scan::{
-    find3, find_class, has_class, line_end, skip_class, CR, LABEL_REST, LABEL_START, NAME_REST,
-    NAME_START, NEWLINE, SPACE, TAB,
+    common_prefix, find3, find_class, has_class, line_end, skip_class, CR, LABEL_REST, LABEL_START,
+    NAME_REST, NAME_START, NEWLINE, SPACE, TAB,
 };
 use super::{Exposition, Family, Format, MetricType, Mode, ParseError, Sample};
 use std::borrow::Cow;
@@ -79,6 +79,7 @@ pub(crate) fn parse(input: &[u8], mode: Mode) -> Result<Exposition<'_>, ParseErr
         checker: (dialect == Dialect::OpenMetrics).then(Checker::default),
         staged: Vec::new(),
         staged_family: usize::MAX,
+        memo: LabelMemo::default(),
     };
     parser.run()?;
     parser.flush_samples();
@@ -121,6 +122,40 @@ struct Parser<'a> {
     /// family starts (growing every family's vector sample by sample cost more than parsing).
     staged: Vec<Sample<'a>>,
     staged_family: usize,
+    /// The last sample's label text (lenient mode), to skip what the next one repeats.
+    memo: LabelMemo<'a>,
+}
+
+/// How many label starts a [`LabelMemo`] keeps.
+const MEMO_LABELS: usize = 8;
+
+/// The last label set of a sample (lenient mode) and how far each of its labels starts from
+/// its end. Consecutive samples mostly repeat their labels (a histogram's buckets differ only in
+/// `le`), and the parse of the text from a label's start (after the `{` or a `,`) to the closing
+/// `}` depends on nothing before it: where a set repeats the memo's from the same label on, it
+/// needs no second look. Label sets were a third of the parse; see docs/performance.md.
+#[derive(Default)]
+struct LabelMemo<'a> {
+    /// The text between the braces.
+    raw: &'a [u8],
+    /// For each label, the length of `raw` from its start to the end. While a set is parsed the
+    /// slots of the labels passed hold their offsets in the new set instead (see
+    /// [`Parser::repeat`]), turned into lengths when it ends.
+    tails: [usize; MEMO_LABELS],
+    /// How many of `tails` belong to `raw`.
+    count: usize,
+}
+
+impl<'a> LabelMemo<'a> {
+    /// Makes the set `input[start..end]` the memo: the first `offsets` slots hold offsets of its
+    /// labels, the next ones up to `count` already their lengths to the end.
+    fn remember(&mut self, input: &'a [u8], start: usize, end: usize, offsets: usize) {
+        let len = end - start;
+        for slot in self.tails.iter_mut().take(offsets) {
+            *slot = len - *slot;
+        }
+        self.raw = input.get(start..end).unwrap_or_default();
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -141,11 +176,18 @@ impl<'a> Parser<'a> {
     }
 
     /// The input between two offsets as text, validating UTF-8 only if the whole input was not.
-    #[inline]
+    #[inline(always)]
     fn str_at(&self, start: usize, end: usize) -> Result<&'a str, ParseError> {
-        if let Some(s) = self.text.and_then(|t| t.get(start..end)) {
-            return Ok(s);
+        match self.text.and_then(|t| t.get(start..end)) {
+            Some(s) => Ok(s),
+            None => self.validate_str(start, end),
         }
+    }
+
+    /// [`Parser::str_at`] in an input that is not UTF-8 as a whole: out of line, as it is rare.
+    #[cold]
+    #[inline(never)]
+    fn validate_str(&self, start: usize, end: usize) -> Result<&'a str, ParseError> {
         std::str::from_utf8(self.bytes(start, end))
             .map_err(|e| self.err(start + e.valid_up_to(), "invalid UTF-8"))
     }
@@ -269,12 +311,12 @@ impl<'a> Parser<'a> {
         let mut labels = Labels::default();
         let mut after_brace = false;
         if self.byte(pos) == Some(b'{') {
-            (labels, pos) = self.labels(pos)?;
+            (labels, pos) = self.labels(pos, true)?;
             after_brace = true;
         } else if self.dialect != Dialect::OpenMetrics {
             let next = self.skip_blanks(pos);
             if self.byte(next) == Some(b'{') {
-                (labels, pos) = self.labels(next)?;
+                (labels, pos) = self.labels(next, true)?;
                 after_brace = true;
             }
         }
@@ -315,6 +357,13 @@ impl<'a> Parser<'a> {
 
         let tail = if self.dialect == Dialect::OpenMetrics {
             self.om_tail(value_end)?
+        } else if self.at_line_end(value_end) {
+            // Most samples end right after the value.
+            Tail {
+                timestamp_ms: None,
+                has_exemplar: false,
+                end: value_end,
+            }
         } else {
             self.prom_tail(value_end)?
         };
@@ -386,15 +435,7 @@ impl<'a> Parser<'a> {
 
     /// What follows a value in Prometheus text (and lenient mode): an optional integer
     /// timestamp, and in lenient mode an optional exemplar.
-    fn prom_tail(&self, pos: usize) -> Result<Tail, ParseError> {
-        // Most samples end right after the value.
-        if matches!(self.byte(pos), None | Some(b'\n')) {
-            return Ok(Tail {
-                timestamp_ms: None,
-                has_exemplar: false,
-                end: pos,
-            });
-        }
+    fn prom_tail(&mut self, pos: usize) -> Result<Tail, ParseError> {
         let lenient = self.dialect == Dialect::Lenient;
         let mut pos = self.skip_blanks(pos);
         let mut tail = Tail {
@@ -428,12 +469,12 @@ impl<'a> Parser<'a> {
     }
 
     /// A lenient exemplar: `# {labels} value [timestamp]`, blanks flexible.
-    fn lenient_exemplar(&self, pos: usize) -> Result<usize, ParseError> {
+    fn lenient_exemplar(&mut self, pos: usize) -> Result<usize, ParseError> {
         let pos = self.skip_blanks(pos + 1);
         if self.byte(pos) != Some(b'{') {
             return Err(self.err(pos, "expected `{` to open the exemplar's labels"));
         }
-        let (_, pos) = self.labels(pos)?;
+        let (_, pos) = self.labels(pos, false)?;
         let pos = self.skip_blanks(pos);
         let end = self.token_end(pos);
         parse_f64(self.bytes(pos, end))
@@ -457,7 +498,7 @@ impl<'a> Parser<'a> {
 
     /// What follows a value in OpenMetrics: ` timestamp`, ` # {labels} value [timestamp]`, or
     /// both, separated by single spaces.
-    fn om_tail(&self, pos: usize) -> Result<Tail, ParseError> {
+    fn om_tail(&mut self, pos: usize) -> Result<Tail, ParseError> {
         let mut tail = Tail {
             timestamp_ms: None,
             has_exemplar: false,
@@ -496,11 +537,11 @@ impl<'a> Parser<'a> {
 
     /// `# {labels} value [timestamp]` with single spaces; at most 128 characters of label names
     /// and values.
-    fn om_exemplar(&self, pos: usize) -> Result<usize, ParseError> {
+    fn om_exemplar(&mut self, pos: usize) -> Result<usize, ParseError> {
         if self.bytes(pos, pos + 3) != b"# {" {
             return Err(self.err(pos, "expected `# {` to start an exemplar"));
         }
-        let (labels, mut pos) = self.labels(pos + 2)?;
+        let (labels, mut pos) = self.labels(pos + 2, false)?;
         let length: usize = labels
             .iter()
             .map(|(n, v)| n.chars().count() + v.chars().count())
@@ -532,16 +573,26 @@ impl<'a> Parser<'a> {
     }
 
     /// Scans `{...}` starting at the `{`; returns the validated labels and the offset after `}`.
-    fn labels(&self, open: usize) -> Result<(Labels<'a>, usize), ParseError> {
+    /// A sample's set in lenient mode (`sample`) skips what repeats the last one (see
+    /// [`LabelMemo`]) and becomes the memo; strict modes check label names across the whole set.
+    fn labels(&mut self, open: usize, sample: bool) -> Result<(Labels<'a>, usize), ParseError> {
         let om = self.dialect == Dialect::OpenMetrics;
         let strict_escapes = self.dialect == Dialect::Prometheus;
+        let remember = sample && self.dialect == Dialect::Lenient;
         let start = open + 1;
         let mut pos = start;
         let mut after_comma = false;
         // Names for the duplicate check of strict modes; lenient mode never pushes, so never allocates.
         let mut names: Vec<&'a str> = Vec::new();
         let check_names = self.dialect != Dialect::Lenient;
+        let mut index = 0;
         loop {
+            if remember {
+                if let Some(end) = self.repeat(start, &mut pos, &mut index) {
+                    self.memo.remember(self.input, start, end, index);
+                    return Ok((Labels::from_validated(self.str_at(start, end)?), end + 1));
+                }
+            }
             if !om {
                 pos = self.skip_blanks(pos);
             }
@@ -614,8 +665,12 @@ impl<'a> Parser<'a> {
                 Some(b',') => {
                     pos += 1;
                     after_comma = true;
+                    index += 1;
                 }
-                Some(b'}') => break,
+                Some(b'}') => {
+                    index += 1;
+                    break;
+                }
                 _ => return Err(self.err(pos, "expected `,` or `}` after the label value")),
             }
         }
@@ -623,7 +678,50 @@ impl<'a> Parser<'a> {
         if check_names {
             self.check_label_names(&mut names, open)?;
         }
+        if remember {
+            self.memo.count = index.min(MEMO_LABELS);
+            self.memo.remember(self.input, start, pos, self.memo.count);
+        }
         Ok((Labels::from_validated(raw), pos + 1))
+    }
+
+    /// At the start of label `index` of a set (at `pos`), lenient mode: compares the input with
+    /// the memo's set from its label `index` on. When the rest of the set is the same, returns
+    /// the offset of this set's `}`; otherwise moves `pos`
+    /// and `index` over the whole labels that are the same. Records in the memo's slots the
+    /// offsets of this set's labels up to `index`.
+    fn repeat(&mut self, start: usize, pos: &mut usize, index: &mut usize) -> Option<usize> {
+        let memo = &mut self.memo;
+        let offset = *pos - start;
+        let known = *index < memo.count;
+        let slot = memo.tails.get_mut(*index)?;
+        if !known {
+            *slot = offset;
+            return None;
+        }
+        let tail = *slot;
+        let rest = memo.raw.get(memo.raw.len() - tail..).unwrap_or_default();
+        let input = self.input.get(*pos..).unwrap_or_default();
+        // Most often the whole rest repeats: one `memcmp` says so faster than a search for
+        // where it differs.
+        if input.get(..tail) == Some(rest) && input.get(tail) == Some(&b'}') {
+            // The labels from here on end as far from the `}` as the memo's: their slots stay.
+            return Some(*pos + tail);
+        }
+        let same = common_prefix(rest, input);
+        *slot = offset;
+        // Skip the labels the input repeats whole, recording where they start.
+        while let Some(&next) = memo.tails.get(*index + 1) {
+            if *index + 1 >= memo.count || tail - next > same {
+                break;
+            }
+            *index += 1;
+            *pos = start + offset + (tail - next);
+            if let Some(slot) = memo.tails.get_mut(*index) {
+                *slot = *pos - start;
+            }
+        }
+        None
     }
 
     fn check_label_names(&self, names: &mut [&'a str], open: usize) -> Result<(), ParseError> {

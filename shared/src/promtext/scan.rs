@@ -112,6 +112,28 @@ pub(crate) fn find3(input: &[u8], pos: usize, a: u8, b: u8, c: u8) -> usize {
             .unwrap_or(tail.len())
 }
 
+/// How many leading bytes `a` and `b` have in common, compared a word at a time.
+#[inline]
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut same = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let mut words = [[0u8; 8]; 2];
+        words[0].copy_from_slice(x);
+        words[1].copy_from_slice(y);
+        let diff = u64::from_le_bytes(words[0]) ^ u64::from_le_bytes(words[1]);
+        if diff != 0 {
+            return same + (diff.trailing_zeros() / 8) as usize;
+        }
+        same += 8;
+    }
+    let tail = a.get(same..).unwrap_or_default();
+    same + tail
+        .iter()
+        .zip(b.get(same..).unwrap_or_default())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 /// The offset of the next `\n` at or after `pos` (or the input's end).
 #[inline]
 pub(crate) fn line_end(input: &[u8], pos: usize) -> usize {
@@ -143,6 +165,19 @@ mod tests {
         assert_eq!(find3(&text, 0, b'"', b'\\', b'\n'), 2);
         assert_eq!(find3(&text, 3, b'"', b'\\', b'\n'), 5);
         assert_eq!(line_end(&text, 0), 7);
+    }
+
+    #[test]
+    fn common_prefix_finds_the_first_difference_in_or_after_the_words() {
+        let a = b"engine=\"0\",le=\"0.5\",model_name=\"q\"";
+        for cut in 0..a.len() {
+            let mut b = a.to_vec();
+            b[cut] ^= 1;
+            assert_eq!(common_prefix(a, &b), cut);
+        }
+        assert_eq!(common_prefix(a, a), a.len());
+        assert_eq!(common_prefix(a, &a[..5]), 5);
+        assert_eq!(common_prefix(b"", a), 0);
     }
 
     #[test]
