@@ -58,7 +58,7 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
         (fraction_digits, rest) = digits(after_point, &mut mantissa);
     }
     let total_digits = integer_digits + fraction_digits;
-    if total_digits == 0 || total_digits > 19 || mantissa > MAX_EXACT_MANTISSA {
+    if total_digits == 0 || total_digits > 19 {
         return None;
     }
     let mut power = -i32::try_from(fraction_digits).ok()?;
@@ -83,6 +83,8 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
     let magnitude = mantissa as f64;
     let value = if mantissa == 0 {
         0.0
+    } else if mantissa > MAX_EXACT_MANTISSA {
+        wide_decimal(mantissa, power)?
     } else if power >= 0 {
         magnitude * EXACT_POW10.get(usize::try_from(power).ok()?)?
     } else {
@@ -90,6 +92,53 @@ fn fast_decimal(tok: &[u8]) -> Option<f64> {
     };
     Some(if negative { -value } else { value })
 }
+
+/// `mantissa × 10^power` for a mantissa wider than an `f64`'s 53 bits (what Python prints for
+/// most fractions, `0.9600000000000002`, `1.7710424574219942e+09`) and a power within ±19: the
+/// exact product, or the quotient with a sticky bit for a non-zero remainder, in 128 bits,
+/// rounded once to nearest-even. `None` outside that range.
+fn wide_decimal(mantissa: u64, power: i32) -> Option<f64> {
+    let ten_power = u128::from(*POW10_U64.get(usize::try_from(power.unsigned_abs()).ok()?)?);
+    if power >= 0 {
+        return Some(round_to_f64(u128::from(mantissa) * ten_power, false, 0));
+    }
+    // The dividend's top bit at 2^126: the quotient keeps at least 63 bits, enough to round.
+    let shift = mantissa.leading_zeros() + 63;
+    let dividend = u128::from(mantissa) << shift;
+    let quotient = dividend / ten_power;
+    let sticky = dividend % ten_power != 0;
+    Some(round_to_f64(quotient, sticky, -i32::try_from(shift).ok()?))
+}
+
+/// `q × 2^exp2` (plus less than one unit of `q` when `sticky`) rounded to the nearest `f64`,
+/// ties to even; for the normal range `wide_decimal` produces.
+fn round_to_f64(q: u128, sticky: bool, exp2: i32) -> f64 {
+    let bits = 128 - q.leading_zeros();
+    let shift = bits.saturating_sub(53);
+    let mut kept = (q >> shift) as u64;
+    if shift > 0 {
+        let dropped = q & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        if dropped > half || (dropped == half && (sticky || kept & 1 == 1)) {
+            // May carry to 2^53, which an `f64` still holds exactly.
+            kept += 1;
+        }
+    }
+    let exp2 = exp2 + shift as i32;
+    // 2^exp2 built from its bits: exact, and within the normal range here.
+    kept as f64 * f64::from_bits(((1023 + i64::from(exp2)) as u64) << 52)
+}
+
+/// 10^0 ..= 10^19, every power of ten a `u64` holds.
+const POW10_U64: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 /// Parses a signed decimal integer (optional `+`/`-`, digits only); `None` on overflow.
 pub(crate) fn parse_i64(tok: &[u8]) -> Option<i64> {
@@ -182,6 +231,54 @@ mod tests {
             let expected: f64 = s.parse().unwrap_or_else(|_| panic!("std rejects {s}"));
             let got = f(s).unwrap_or_else(|| panic!("rejected {s}"));
             assert_eq!(got.to_bits(), expected.to_bits(), "{s}");
+        }
+    }
+
+    #[test]
+    fn wide_mantissas_round_as_the_standard_parser_does_ties_included() {
+        for s in [
+            "9007199254740993",
+            "9007199254740995",
+            "9007199254740997",
+            "18014398509481986",
+            "18014398509481990",
+            "41.35763955116272",
+            "1.7710424574219942e+09",
+            "9999999999999999999e-19",
+            "9999999999999999999e19",
+            "1000000000000000000e-19",
+            "4503599627370497.5",
+            "0.30000000000000004",
+            "123456789012345678.9e-3",
+            // The kept bits end in a tie that only the remainder of the division breaks.
+            "0.90930227542795522",
+            "0.015297520230549610",
+            "0.009172603041638667",
+        ] {
+            let expected: f64 = s.parse().unwrap_or_else(|_| panic!("std rejects {s}"));
+            assert_eq!(f(s).map(f64::to_bits), Some(expected.to_bits()), "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_decimal_parses_as_the_standard_parser_does(
+            mantissa in proptest::prop_oneof![
+                proptest::num::u64::ANY,
+                (1u64 << 53)..(1u64 << 60),
+                0u64..1_000_000,
+            ],
+            point in 0usize..21,
+            exponent in proptest::option::of(-30i32..30),
+        ) {
+            let digits = mantissa.to_string();
+            let point = point.min(digits.len());
+            let mut s = format!("{}.{}", &digits[..digits.len() - point], &digits[digits.len() - point..]);
+            if let Some(e) = exponent {
+                s.push_str(&format!("e{e}"));
+            }
+            let expected: f64 = s.parse().map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{s}: {e}")))?;
+            proptest::prop_assert_eq!(f(&s).map(f64::to_bits), Some(expected.to_bits()), "{}", s);
         }
     }
 

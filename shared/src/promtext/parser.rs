@@ -293,19 +293,7 @@ impl<'a> Parser<'a> {
             }
             _ => return Err(self.err(start, "expected a metric name")),
         }
-        // A sample usually continues the current family, whose name was validated on its TYPE
-        // line: compare those bytes at once and scan only the suffix.
-        let known = self
-            .current
-            .and_then(|c| self.families.get(c))
-            .map(|f| f.name.as_bytes())
-            .filter(|known| {
-                self.input
-                    .get(start..)
-                    .is_some_and(|rest| rest.starts_with(known))
-            })
-            .map_or(0, <[u8]>::len);
-        let mut pos = skip_class(self.input, start + known.max(1), NAME_REST);
+        let (mut pos, known) = self.name_end(start);
         let name = self.str_at(start, pos)?;
 
         let mut labels = Labels::default();
@@ -406,6 +394,27 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(tail.end)
+    }
+
+    /// The end of the metric name that starts at `start` (whose first byte the caller checked),
+    /// and how many of its bytes are the current family's name. A sample usually continues the
+    /// current family, and a TYPE line names the family its HELP line opened: compare that
+    /// validated name at once and scan only the rest.
+    fn name_end(&self, start: usize) -> (usize, usize) {
+        let known = self
+            .current
+            .and_then(|c| self.families.get(c))
+            .map(|f| f.name.as_bytes())
+            .filter(|known| {
+                self.input
+                    .get(start..)
+                    .is_some_and(|rest| rest.starts_with(known))
+            })
+            .map_or(0, <[u8]>::len);
+        (
+            skip_class(self.input, start + known.max(1), NAME_REST),
+            known,
+        )
     }
 
     fn push_sample(&mut self, family: usize, sample: Sample<'a>) {
@@ -921,7 +930,7 @@ impl<'a> Parser<'a> {
         pos = self.skip_blanks(pos);
         let name_start = pos;
         if self.byte(pos).is_some_and(|b| has_class(b, NAME_START)) {
-            pos = skip_class(self.input, pos + 1, NAME_REST);
+            pos = self.name_end(pos).0;
         }
         if self.at_line_end(pos) && pos == name_start {
             // `# HELP` alone: a comment, as the reference parser treats it.
@@ -939,19 +948,29 @@ impl<'a> Parser<'a> {
         let name = self.str_at(name_start, pos)?;
         let family = self.family_for_metadata(name);
         pos = self.skip_blanks(pos);
-        let end = self.line_end(pos);
+        // One scan finds the line's end and whether HELP text has an escape to decode.
+        let first = find3(self.input, pos, b'\n', b'\\', b'\n');
+        let escaped = self.byte(first) == Some(b'\\');
+        let end = if escaped { self.line_end(first) } else { first };
         if pos >= end {
             return Ok(Line::Next(end));
         }
         match keyword {
-            b"HELP" => self.prom_help(family, pos, end)?,
+            b"HELP" => self.prom_help(family, pos, end, escaped)?,
             b"TYPE" => self.prom_type(family, pos)?,
             _ => self.prom_unit(family, pos),
         }
         Ok(Line::Next(end))
     }
 
-    fn prom_help(&mut self, family: usize, pos: usize, end: usize) -> Result<(), ParseError> {
+    /// HELP text from `pos` to `end`; `escaped` when it holds a backslash.
+    fn prom_help(
+        &mut self,
+        family: usize,
+        pos: usize,
+        end: usize,
+        escaped: bool,
+    ) -> Result<(), ParseError> {
         let mut text_end = end;
         if self.dialect == Dialect::Lenient && self.byte(end.wrapping_sub(1)) == Some(b'\r') {
             text_end -= 1;
@@ -964,7 +983,15 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         let raw = self.bytes(pos, text_end);
-        let help = if self.dialect == Dialect::Prometheus {
+        let help = if !escaped {
+            match self.str_at(pos, text_end) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) if self.dialect != Dialect::Prometheus => {
+                    Cow::Owned(String::from_utf8_lossy(raw).into_owned())
+                }
+                Err(e) => return Err(e),
+            }
+        } else if self.dialect == Dialect::Prometheus {
             if let Some(i) = invalid_help_escape(raw) {
                 return Err(self.err(pos + i, "invalid escape sequence in HELP"));
             }
@@ -1200,6 +1227,14 @@ fn prometheus_type(tok: &[u8]) -> Option<MetricType> {
 
 /// Any TYPE value of either format, any case.
 fn lenient_type(tok: &[u8]) -> Option<MetricType> {
+    // Servers write them in lower case: match those before comparing without case.
+    match tok {
+        b"counter" => return Some(MetricType::Counter),
+        b"gauge" => return Some(MetricType::Gauge),
+        b"histogram" => return Some(MetricType::Histogram),
+        b"summary" => return Some(MetricType::Summary),
+        _ => {}
+    }
     const NAMES: [(&[u8], MetricType); 3] = [
         (b"unknown", MetricType::Unknown),
         (b"info", MetricType::Info),
