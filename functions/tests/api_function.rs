@@ -1,91 +1,19 @@
 //! The `api` binary run as Lambda runs it: started with the runtime's environment, fed API Gateway
-//! (HTTP API, payload 2.0) events by a fake Lambda Runtime API (`next`, `response`, `error`), its
+//! (HTTP API, payload 2.0) events by a local Lambda Runtime API (`perfagent_e2e::runtime_api`), its
 //! answers and its stdout read back. Proves the structured logs (every line JSON; every log line of
 //! an invocation with `request_id`, `service`, `cold_start`) and the CORS answers of the real
 //! function, with no AWS: the store points at a closed port, so only routes that need no
 //! dependency succeed.
 
-use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use perfagent_e2e::runtime_api::{RuntimeApi, WhenSpent};
 use serde_json::{json, Value};
-use std::collections::VecDeque;
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 const SERVICE: &str = "perfagent-api";
 const CONSOLE: &str = "https://console.example.com";
 const OPS: &str = "https://ops.example.com:8443";
-
-/// What the function posted back for one invocation.
-#[derive(Debug)]
-enum Outcome {
-    Response(Value),
-    Error(Value),
-}
-
-#[derive(Clone)]
-struct FakeRuntime {
-    queue: Arc<Mutex<VecDeque<(String, Value)>>>,
-    outcomes: mpsc::UnboundedSender<(String, Outcome)>,
-}
-
-async fn next(State(rt): State<FakeRuntime>) -> Response {
-    let Some((id, event)) = rt.queue.lock().unwrap().pop_front() else {
-        // Nothing left to invoke: hold the long poll, as Lambda does between invocations.
-        return std::future::pending().await;
-    };
-    let deadline = (std::time::SystemTime::now() + Duration::from_secs(60))
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis()
-        .to_string();
-    (
-        [
-            ("lambda-runtime-aws-request-id", id),
-            ("lambda-runtime-deadline-ms", deadline),
-            (
-                "lambda-runtime-invoked-function-arn",
-                format!("arn:aws:lambda:us-east-1:123456789012:function:{SERVICE}"),
-            ),
-            ("content-type", "application/json".to_string()),
-        ],
-        event.to_string(),
-    )
-        .into_response()
-}
-
-async fn response(
-    State(rt): State<FakeRuntime>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.outcomes.send((id, Outcome::Response(v))).unwrap();
-    ""
-}
-
-async fn error(
-    State(rt): State<FakeRuntime>,
-    Path(id): Path<String>,
-    body: String,
-) -> &'static str {
-    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.outcomes.send((id, Outcome::Error(v))).unwrap();
-    ""
-}
-
-async fn init_error(State(rt): State<FakeRuntime>, body: String) -> &'static str {
-    let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    rt.outcomes
-        .send(("init".into(), Outcome::Error(v)))
-        .unwrap();
-    ""
-}
 
 /// One API Gateway HTTP API (payload 2.0) event, as the template's integration sends it.
 fn event(method: &str, path: &str, headers: &[(&str, &str)]) -> Value {
@@ -141,27 +69,15 @@ fn closed_port() -> u16 {
         .port()
 }
 
-/// Starts the `api` binary against a fake Runtime API, invokes it once per event (request ids
+/// Starts the `api` binary against a local Runtime API, invokes it once per event (request ids
 /// `req-1`, `req-2`, …), then stops it and returns what it answered and printed.
 async fn run_api(extra_env: &[(&str, &str)], events: Vec<Value>) -> Run {
-    let ids: Vec<String> = (1..=events.len()).map(|i| format!("req-{i}")).collect();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let rt = FakeRuntime {
-        queue: Arc::new(Mutex::new(ids.iter().cloned().zip(events).collect())),
-        outcomes: tx,
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .with_state(rt);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let runtime_api = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let count = events.len();
+    let api = RuntimeApi::start(WhenSpent::Hold)
+        .await
+        .expect("the Runtime API starts");
+    api.load(events);
+    let runtime_api = api.address().to_string();
 
     let store = format!("http://127.0.0.1:{}", closed_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
@@ -204,23 +120,27 @@ async fn run_api(extra_env: &[(&str, &str)], events: Vec<Value>) -> Run {
         s
     });
 
+    let recorded = api.answered(count, Duration::from_secs(60)).await;
     let mut answers = Vec::new();
-    for _ in &ids {
-        let got = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
-        match got {
-            Ok(Some((id, Outcome::Response(v)))) => answers.push((id, v)),
-            Ok(Some((id, Outcome::Error(e)))) => {
-                child.kill().unwrap();
-                panic!("{id} failed: {e}\nstderr: {}", stderr.join().unwrap());
-            }
-            Ok(None) | Err(_) => {
-                child.kill().unwrap();
-                panic!(
-                    "the function did not answer\nstderr: {}",
-                    stderr.join().unwrap()
-                );
-            }
+    for (i, invocation) in recorded.invocations.iter().enumerate() {
+        let id = format!("req-{}", i + 1);
+        if let Some(e) = &invocation.error {
+            child.kill().unwrap();
+            panic!("{id} failed: {e}\nstderr: {}", stderr.join().unwrap());
         }
+        if let Some(body) = &invocation.response {
+            let v = serde_json::from_str(body).unwrap_or(Value::String(body.clone()));
+            answers.push((id, v));
+        }
+    }
+    if answers.len() < count {
+        child.kill().unwrap();
+        panic!(
+            "the function answered {} of {count} events (init error: {:?})\nstderr: {}",
+            answers.len(),
+            recorded.init_error,
+            stderr.join().unwrap()
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();

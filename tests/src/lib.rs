@@ -4,6 +4,8 @@
 //!
 //! These tests need the stack: `make test` brings it up first; by hand, run `make up` once.
 
+pub mod runtime_api;
+
 use anyhow::{bail, Context, Result};
 use aws_credential_types::Credentials;
 use perfagent::client::ApiClient;

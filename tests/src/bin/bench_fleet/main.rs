@@ -1,7 +1,7 @@
 //! `make bench`, the whole-process part (`local/bench.sh` runs it): the collector function at fleet
 //! scale, every function binary's cold start, and the size of snapshot items. The function binaries
 //! run as Lambda runs them — a process with Lambda's environment whose only way in is the Runtime
-//! API ([`runtime_api`]) — and are measured from outside: `/usr/bin/time -v` for memory and CPU, the
+//! API ([`perfagent_e2e::runtime_api`]) — and are measured from outside: `/usr/bin/time -v` for memory and CPU, the
 //! Runtime API for when the process was ready and how long each event took.
 //!
 //! ```text
@@ -26,8 +26,6 @@
 //! 3. snapshot item sizes over the generated mix of engines (vLLM, TGI, SGLang), in this process;
 //! 4. each binary's cold start (`--cold-runs` times) and size.
 
-mod runtime_api;
-
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use perfagent::collect::normalize_body;
@@ -37,9 +35,9 @@ use perfagent::scrape::Scraper;
 use perfagent::snapshot::Engine;
 use perfagent::store::dynamo::{item_size, snapshot_item, DynamoStore};
 use perfagent::store::{InstanceStore, StoredSnapshot};
+use perfagent_e2e::runtime_api::{Recorded, RuntimeApi, WhenSpent};
 use perfagent_sim::config::EngineKind;
 use perfagent_sim::fleet::{generated_specs, Fleet, FleetSpec, InstanceSpec};
-use runtime_api::{Recorded, RuntimeApi};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -738,7 +736,7 @@ fn mixed_fleet_sizes(n: usize) -> Result<()> {
 async fn main() -> Result<()> {
     let args = args()?;
     std::fs::create_dir_all(&args.work)?;
-    let api = RuntimeApi::start().await?;
+    let api = RuntimeApi::start(WhenSpent::EndProcess).await?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&args.endpoint)
         .region(aws_config::Region::new("us-east-1"))

@@ -3,9 +3,12 @@
 //! as Lambda runs them and to time them from outside: when the first `next` arrives (the process is
 //! ready for its first event), when each event was handed out and when its answer came back.
 //!
-//! The events to hand out are loaded before a process starts. Once they are spent, `next` answers
-//! without a request id, which makes the runtime fail and the process exit: that is how a run ends
-//! (Lambda would freeze the process instead).
+//! The events to hand out are loaded before a process starts; their request ids are `req-1`,
+//! `req-2`, … in order. Once they are spent, `next` either answers without a request id, which
+//! makes the runtime fail and the process exit (how a benchmark run ends), or holds the long poll
+//! as Lambda does between invocations (for a test that reads the process's output as it runs).
+//!
+//! Used by `bench_fleet` (`make bench`) and by the functions' own tests (`functions/tests/`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -16,7 +19,7 @@ use axum::Router;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One event handed out, and what became of it.
 #[derive(Debug, Clone)]
@@ -41,21 +44,32 @@ struct Inner {
     recorded: Recorded,
 }
 
+/// What `next` does once the loaded events are spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenSpent {
+    /// Answer without a request id: the process exits.
+    EndProcess,
+    /// Hold the long poll: the process waits for an event, as it would in Lambda.
+    Hold,
+}
+
 #[derive(Clone)]
 pub struct RuntimeApi {
     inner: Arc<Mutex<Inner>>,
     address: String,
+    when_spent: WhenSpent,
 }
 
 const PREFIX: &str = "/2018-06-01/runtime";
 
 impl RuntimeApi {
     /// Serves the API on a free loopback port, for the life of the process.
-    pub async fn start() -> anyhow::Result<RuntimeApi> {
+    pub async fn start(when_spent: WhenSpent) -> anyhow::Result<RuntimeApi> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api = RuntimeApi {
             inner: Arc::default(),
             address: listener.local_addr()?.to_string(),
+            when_spent,
         };
         let app = Router::new()
             .route(&format!("{PREFIX}/invocation/next"), get(next))
@@ -91,28 +105,59 @@ impl RuntimeApi {
     pub fn recorded(&self) -> Recorded {
         self.lock().recorded.clone()
     }
+
+    /// What was recorded once `count` invocations have an answer, the process reported an init
+    /// error, or `timeout` passed, whichever comes first.
+    pub async fn answered(&self, count: usize, timeout: Duration) -> Recorded {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let recorded = self.recorded();
+            let answers = recorded
+                .invocations
+                .iter()
+                .filter(|i| i.answered.is_some())
+                .count();
+            if answers >= count || recorded.init_error.is_some() || Instant::now() >= deadline {
+                return recorded;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The request id of the invocation at `index` (0-based).
+fn request_id(index: usize) -> String {
+    format!("req-{}", index + 1)
 }
 
 async fn next(State(api): State<RuntimeApi>) -> Response {
     let now = Instant::now();
-    let mut inner = api.lock();
-    inner.recorded.first_next.get_or_insert(now);
-    let Some(event) = inner.events.pop_front() else {
+    // The lock is released before any wait: a guard must not live across an `await`.
+    let handed = {
+        let mut inner = api.lock();
+        inner.recorded.first_next.get_or_insert(now);
+        inner.events.pop_front().map(|event| {
+            let index = inner.recorded.invocations.len();
+            inner.recorded.invocations.push(Invocation {
+                delivered: Instant::now(),
+                answered: None,
+                response: None,
+                error: None,
+            });
+            (index, event)
+        })
+    };
+    let Some((index, event)) = handed else {
+        if api.when_spent == WhenSpent::Hold {
+            return std::future::pending().await;
+        }
         // No request id: the runtime gives up and the process exits.
         return (StatusCode::OK, "no more events").into_response();
     };
-    let index = inner.recorded.invocations.len();
-    inner.recorded.invocations.push(Invocation {
-        delivered: Instant::now(),
-        answered: None,
-        response: None,
-        error: None,
-    });
-    drop(inner);
     let deadline_ms = perfagent::clock::now_ms() + 900_000;
     let mut headers = HeaderMap::new();
     let pairs = [
-        ("lambda-runtime-aws-request-id", format!("bench-{index}")),
+        ("lambda-runtime-aws-request-id", request_id(index)),
         ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
         (
             "lambda-runtime-invoked-function-arn",
@@ -135,8 +180,9 @@ async fn next(State(api): State<RuntimeApi>) -> Response {
 fn finish(api: &RuntimeApi, id: &str, body: Bytes, failed: bool) -> StatusCode {
     let now = Instant::now();
     let index = id
-        .strip_prefix("bench-")
-        .and_then(|i| i.parse::<usize>().ok());
+        .strip_prefix("req-")
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|n| n.checked_sub(1));
     let mut inner = api.lock();
     let Some(inv) = index.and_then(|i| inner.recorded.invocations.get_mut(i)) else {
         return StatusCode::BAD_REQUEST;
