@@ -44,6 +44,12 @@ cleanup() {
 trap cleanup EXIT
 
 started=$(date +%s)
+# The functions' allocator setting, as the template deploys it.
+tunables=$(sed -n 's/^ *GLIBC_TUNABLES: *//p' infra/template.yaml)
+if [ -z "$tunables" ]; then
+  echo "error: GLIBC_TUNABLES not found in infra/template.yaml" >&2
+  exit 1
+fi
 bash local/venv.sh
 say "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every absolute figure; ratios are taken within the run)"
 
@@ -58,6 +64,11 @@ cargo build --release -p perfagent-e2e --bin bench_fleet
   # payload), then the API (a warm in-process request, in-memory store, vs the seed's 8 ms).
   say "parser, then API (shared/benches)"
   cargo bench -p perfagent --bench parse_vs_python --bench api
+  # The parser again with the allocator setting the functions are deployed with (the template's
+  # GLIBC_TUNABLES), its figures renamed deployed_*; Python runs under it too.
+  say "parser with the functions' GLIBC_TUNABLES=$tunables"
+  GLIBC_TUNABLES="$tunables" cargo bench -p perfagent --bench parse_vs_python |
+    sed -E 's/^RESULT (parse|python)/RESULT deployed_\1/'
 } 2>&1 | tee -a "$results"
 
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -91,7 +102,7 @@ AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCE
   "$CARGO_TARGET_DIR/release/bench_fleet" \
     --functions "$CARGO_TARGET_DIR/release" --fleetsim "$CARGO_TARGET_DIR/release/fleetsim" \
     --endpoint "http://127.0.0.1:$port" --table "$table" \
-    --instances "$instances" --cold-runs "$cold_runs" --work "$work"
+    --instances "$instances" --cold-runs "$cold_runs" --work "$work" --glibc-tunables "$tunables"
 } 2>&1 | tee -a "$results"
 
 echo "RESULT bench_wall_s=$(($(date +%s) - started))" | tee -a "$results"

@@ -7,7 +7,10 @@
 //! ```text
 //! bench_fleet --functions DIR --fleetsim PATH --endpoint URL --table NAME
 //!             [--instances 1000] [--payload-kb 200] [--cold-runs 20] [--work DIR]
+//!             [--glibc-tunables VALUE]
 //! ```
+//!
+//! `VALUE` is the template's `GLIBC_TUNABLES` for the functions (`local/bench.sh` reads it there).
 //!
 //! `DIR` holds the release binaries of `perfagent-functions`; `URL` is a DynamoDB endpoint (an
 //! emulator) where `NAME` was created with the template's key schema (`local/bench/create_table.py`).
@@ -59,6 +62,7 @@ struct Args {
     payload_kb: u32,
     cold_runs: usize,
     work: PathBuf,
+    glibc_tunables: Option<String>,
 }
 
 fn args() -> Result<Args> {
@@ -92,6 +96,7 @@ fn args() -> Result<Args> {
         work: map
             .get("work")
             .map_or_else(std::env::temp_dir, PathBuf::from),
+        glibc_tunables: map.get("glibc-tunables").cloned(),
     })
 }
 
@@ -138,6 +143,11 @@ fn lambda_env(api: &RuntimeApi, function: &str, args: &Args) -> Vec<(String, Str
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
+    .chain(
+        args.glibc_tunables
+            .iter()
+            .map(|v| ("GLIBC_TUNABLES".to_string(), v.clone())),
+    )
     .chain(
         function_env(function, args.instances)
             .into_iter()
