@@ -36,6 +36,17 @@ struct Tail {
     end: usize,
 }
 
+impl Tail {
+    /// A sample line that ends at `end`, right after its value.
+    fn at(end: usize) -> Tail {
+        Tail {
+            timestamp_ms: None,
+            has_exemplar: false,
+            end,
+        }
+    }
+}
+
 /// Per-family bookkeeping that the public [`Family`] does not carry.
 #[derive(Default, Clone, Copy)]
 struct FamilyState {
@@ -150,14 +161,13 @@ struct LabelMemo<'a> {
 }
 
 impl<'a> LabelMemo<'a> {
-    /// Makes the set `input[start..end]` the memo: the first `offsets` slots hold offsets of its
-    /// labels, the next ones up to `count` already their lengths to the end.
-    fn remember(&mut self, input: &'a [u8], start: usize, end: usize, offsets: usize) {
-        let len = end - start;
+    /// Makes `raw` the memo: its first `offsets` slots hold offsets of its labels, the next
+    /// ones up to `count` already their lengths to the end.
+    fn remember(&mut self, raw: &'a str, offsets: usize) {
         for slot in self.tails.iter_mut().take(offsets) {
-            *slot = len - *slot;
+            *slot = raw.len() - *slot;
         }
-        self.raw = input.get(start..end).unwrap_or_default();
+        self.raw = raw.as_bytes();
     }
 }
 
@@ -350,11 +360,7 @@ impl<'a> Parser<'a> {
             self.om_tail(value_end)?
         } else if self.at_line_end(value_end) {
             // Most samples end right after the value.
-            Tail {
-                timestamp_ms: None,
-                has_exemplar: false,
-                end: value_end,
-            }
+            Tail::at(value_end)
         } else {
             self.prom_tail(value_end)?
         };
@@ -450,11 +456,7 @@ impl<'a> Parser<'a> {
     fn prom_tail(&mut self, pos: usize) -> Result<Tail, ParseError> {
         let lenient = self.dialect == Dialect::Lenient;
         let mut pos = self.skip_blanks(pos);
-        let mut tail = Tail {
-            timestamp_ms: None,
-            has_exemplar: false,
-            end: pos,
-        };
+        let mut tail = Tail::at(pos);
         let exemplar_next = lenient && self.byte(pos) == Some(b'#');
         if !self.at_line_end(pos) && !exemplar_next {
             let end = self.token_end(pos);
@@ -511,11 +513,7 @@ impl<'a> Parser<'a> {
     /// What follows a value in OpenMetrics: ` timestamp`, ` # {labels} value [timestamp]`, or
     /// both, separated by single spaces.
     fn om_tail(&mut self, pos: usize) -> Result<Tail, ParseError> {
-        let mut tail = Tail {
-            timestamp_ms: None,
-            has_exemplar: false,
-            end: pos,
-        };
+        let mut tail = Tail::at(pos);
         if self.at_line_end(pos) {
             return Ok(tail);
         }
@@ -601,8 +599,9 @@ impl<'a> Parser<'a> {
         loop {
             if remember {
                 if let Some(end) = self.repeat(start, &mut pos, &mut index) {
-                    self.memo.remember(self.input, start, end, index);
-                    return Ok((Labels::from_validated(self.str_at(start, end)?), end + 1));
+                    let raw = self.str_at(start, end)?;
+                    self.memo.remember(raw, index);
+                    return Ok((Labels::from_validated(raw), end + 1));
                 }
             }
             if !om {
@@ -693,16 +692,15 @@ impl<'a> Parser<'a> {
         }
         if remember {
             self.memo.count = index.min(MEMO_LABELS);
-            self.memo.remember(self.input, start, pos, self.memo.count);
+            self.memo.remember(raw, self.memo.count);
         }
         Ok((Labels::from_validated(raw), pos + 1))
     }
 
     /// At the start of label `index` of a set (at `pos`), lenient mode: compares the input with
     /// the memo's set from its label `index` on. When the rest of the set is the same, returns
-    /// the offset of this set's `}`; otherwise moves `pos`
-    /// and `index` over the whole labels that are the same. Records in the memo's slots the
-    /// offsets of this set's labels up to `index`.
+    /// the offset of this set's `}`; otherwise moves `pos` and `index` over the whole labels that
+    /// are the same. Records in the memo's slots the offsets of this set's labels up to `index`.
     fn repeat(&mut self, start: usize, pos: &mut usize, index: &mut usize) -> Option<usize> {
         let memo = &mut self.memo;
         let offset = *pos - start;
@@ -987,23 +985,17 @@ impl<'a> Parser<'a> {
             return Ok(());
         }
         let raw = self.bytes(pos, text_end);
-        let help = if !escaped {
-            match self.str_at(pos, text_end) {
-                Ok(s) => Cow::Borrowed(s),
-                Err(_) if self.dialect != Dialect::Prometheus => {
-                    Cow::Owned(String::from_utf8_lossy(raw).into_owned())
-                }
-                Err(e) => return Err(e),
-            }
-        } else if self.dialect == Dialect::Prometheus {
+        let help = if self.dialect == Dialect::Prometheus {
             if let Some(i) = invalid_help_escape(raw) {
                 return Err(self.err(pos + i, "invalid escape sequence in HELP"));
             }
-            unescape(self.str_at(pos, text_end)?)
+            decode_help(self.str_at(pos, text_end)?, escaped)
         } else {
             match self.str_at(pos, text_end) {
-                Ok(s) => unescape(s),
-                Err(_) => Cow::Owned(unescape(&String::from_utf8_lossy(raw)).into_owned()),
+                Ok(s) => decode_help(s, escaped),
+                Err(_) => {
+                    Cow::Owned(decode_help(&String::from_utf8_lossy(raw), escaped).into_owned())
+                }
             }
         };
         if let Some(f) = self.families.get_mut(family) {
@@ -1171,6 +1163,16 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// HELP text with its escapes decoded; `escaped` says whether it holds a backslash at all (the
+/// line's scan found out), sparing `unescape` its own search.
+fn decode_help(text: &str, escaped: bool) -> Cow<'_, str> {
+    if escaped {
+        unescape(text)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// Offset of the first escape that Prometheus HELP text does not allow (`\\` and `\n` are
 /// allowed, and `\"` which the reference parser accepts too).
 fn invalid_help_escape(raw: &[u8]) -> Option<usize> {
@@ -1231,14 +1233,6 @@ fn prometheus_type(tok: &[u8]) -> Option<MetricType> {
 
 /// Any TYPE value of either format, any case.
 fn lenient_type(tok: &[u8]) -> Option<MetricType> {
-    // Servers write them in lower case: match those before comparing without case.
-    match tok {
-        b"counter" => return Some(MetricType::Counter),
-        b"gauge" => return Some(MetricType::Gauge),
-        b"histogram" => return Some(MetricType::Histogram),
-        b"summary" => return Some(MetricType::Summary),
-        _ => {}
-    }
     const NAMES: [(&[u8], MetricType); 3] = [
         (b"unknown", MetricType::Unknown),
         (b"info", MetricType::Info),
@@ -1248,8 +1242,14 @@ fn lenient_type(tok: &[u8]) -> Option<MetricType> {
 }
 
 fn find_type(names: &[(&[u8], MetricType)], tok: &[u8]) -> Option<MetricType> {
+    // Servers write type names in lower case: exact comparisons first, then without case.
     names
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(tok))
+        .find(|(name, _)| *name == tok)
+        .or_else(|| {
+            names
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(tok))
+        })
         .map(|&(_, kind)| kind)
 }
