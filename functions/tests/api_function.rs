@@ -5,7 +5,7 @@
 //! function, with no AWS: the store points at a closed port, so only routes that need no
 //! dependency succeed.
 
-use perfagent_e2e::runtime_api::{RuntimeApi, WhenSpent};
+use perfagent_e2e::runtime_api::{request_id, RuntimeApi, WhenSpent};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -123,7 +123,7 @@ async fn run_api(extra_env: &[(&str, &str)], events: Vec<Value>) -> Run {
     let recorded = api.answered(count, Duration::from_secs(60)).await;
     let mut answers = Vec::new();
     for (i, invocation) in recorded.invocations.iter().enumerate() {
-        let id = format!("req-{}", i + 1);
+        let id = request_id(i);
         if let Some(e) = &invocation.error {
             child.kill().unwrap();
             panic!("{id} failed: {e}\nstderr: {}", stderr.join().unwrap());

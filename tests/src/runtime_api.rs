@@ -126,7 +126,7 @@ impl RuntimeApi {
 }
 
 /// The request id of the invocation at `index` (0-based).
-fn request_id(index: usize) -> String {
+pub fn request_id(index: usize) -> String {
     format!("req-{}", index + 1)
 }
 
