@@ -219,9 +219,14 @@ where
     })
 }
 
+/// The SLO windows, in seconds: the budget period, then each of `BURN_RATE_WINDOWS_S`. The order
+/// of [`WindowEnds::firsts`].
+fn slo_windows() -> impl Iterator<Item = u64> {
+    std::iter::once(BUDGET_PERIOD_S).chain(BURN_RATE_WINDOWS_S)
+}
+
 /// One instance's snapshots for the SLO windows: its latest (the end of every window) and the
-/// first of each window — the budget period's, then each of `BURN_RATE_WINDOWS_S` (none without a
-/// latest).
+/// first of each of [`slo_windows`] (none without a latest).
 struct WindowEnds {
     last: Option<StoredSnapshot>,
     firsts: Vec<Option<StoredSnapshot>>,
@@ -317,7 +322,7 @@ where
         let last = store.last_snapshot_before(id, now_ms, now_ms).await?;
         let mut firsts = Vec::new();
         if last.is_some() {
-            for w in std::iter::once(BUDGET_PERIOD_S).chain(BURN_RATE_WINDOWS_S) {
+            for w in slo_windows() {
                 let from = now_ms - w as i64 * 1000;
                 firsts.push(store.first_snapshot_since(id, from, now_ms).await?);
             }
@@ -329,20 +334,17 @@ where
     .await?;
     let mut reports = Vec::new();
     for objective in &policy.objectives {
-        let period = group_window_counts(members, &ends, 0, BUDGET_PERIOD_S, objective, &mut notes)
-            .unwrap_or(WindowCounts {
-                window_s: BUDGET_PERIOD_S,
-                good: 0.0,
-                total: 0.0,
-                counting: Counting::Exact,
-            });
-        let windows: Vec<WindowCounts> = BURN_RATE_WINDOWS_S
-            .iter()
+        // The k-th window's counts from the k-th of each instance's firsts.
+        let mut counts = slo_windows()
             .enumerate()
-            .filter_map(|(i, &w)| {
-                group_window_counts(members, &ends, i + 1, w, objective, &mut notes)
-            })
-            .collect();
+            .map(|(k, w)| group_window_counts(members, &ends, k, w, objective, &mut notes));
+        let period = counts.next().flatten().unwrap_or(WindowCounts {
+            window_s: BUDGET_PERIOD_S,
+            good: 0.0,
+            total: 0.0,
+            counting: Counting::Exact,
+        });
+        let windows: Vec<WindowCounts> = counts.flatten().collect();
         reports.push(evaluate_slo(objective, &period, &windows));
     }
     Ok((reports, notes))
